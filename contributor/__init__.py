@@ -1,0 +1,1 @@
+"""The contributor app: train experts, upload them with resume, follow their status."""

@@ -1,0 +1,3 @@
+from contributor.cli import main
+
+raise SystemExit(main())

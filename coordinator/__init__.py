@@ -1,0 +1,1 @@
+"""The coordinator: registry, blob store, gRPC services and the gating job."""

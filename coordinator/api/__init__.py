@@ -1,0 +1,1 @@
+"""The gRPC front door: thin servicers over coordinator.services."""

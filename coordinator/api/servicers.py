@@ -1,0 +1,168 @@
+"""gRPC servicers: unpack the request, call one service, pack the answer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+from sqlalchemy.orm import Session, sessionmaker
+
+from coordinator.api.interceptor import principal
+from coordinator.blobs import BlobStore
+from coordinator.services import base_models, contributors, experts
+from coordinator.services.errors import Code, ServiceError
+from coordinator.services.uploads import MAX_CHUNK, UploadService
+from moerge import wire
+from moerge._proto.v1 import common_pb2 as common
+from moerge._proto.v1 import contributors_pb2 as cpb
+from moerge._proto.v1 import contributors_pb2_grpc as cgrpc
+from moerge._proto.v1 import experts_pb2 as epb
+from moerge._proto.v1 import experts_pb2_grpc as egrpc
+from moerge._proto.v1 import routing_pb2 as rpb
+from moerge._proto.v1 import routing_pb2_grpc as rgrpc
+from moerge.experts.manifest import ExpertInfo
+
+ROLE_TO_PB = {"contributor": cpb.ROLE_CONTRIBUTOR, "admin": cpb.ROLE_ADMIN}
+ROLE_FROM_PB = {v: k for k, v in ROLE_TO_PB.items()}
+STATE_TO_PB = {
+    "new": epb.UPLOAD_STATE_NEW, "receiving": epb.UPLOAD_STATE_RECEIVING,
+    "committed": epb.UPLOAD_STATE_COMMITTED, "failed": epb.UPLOAD_STATE_FAILED,
+    "abandoned": epb.UPLOAD_STATE_ABANDONED,
+}
+ADMIN_METHODS = {
+    "/moerge.v1.ContributorService/CreateToken",
+    "/moerge.v1.ContributorService/RevokeToken",
+    "/moerge.v1.ContributorService/ListContributors",
+}
+
+
+def _contributor_pb(view: contributors.ContributorView) -> cpb.Contributor:
+    msg = cpb.Contributor(name=view.name, role=ROLE_TO_PB[view.role], revoked=view.revoked,
+                          active_experts=view.active_experts)
+    msg.created_at.FromDatetime(view.created_at)
+    return msg
+
+
+class ContributorServicer(cgrpc.ContributorServiceServicer):
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def WhoAmI(self, request: cpb.WhoAmIRequest, context: grpc.ServicerContext) -> cpb.Contributor:
+        with self.sessions() as session:
+            return _contributor_pb(contributors.describe(session, principal=principal()))
+
+    def CreateToken(self, request: cpb.CreateTokenRequest, context: grpc.ServicerContext) -> cpb.CreateTokenResponse:
+        role = ROLE_FROM_PB.get(request.role, "contributor")
+        with self.sessions.begin() as session:
+            view, token = contributors.create(session, name=request.name, role=role, actor=principal().name)
+        return cpb.CreateTokenResponse(contributor=_contributor_pb(view), token=token)
+
+    def RevokeToken(self, request: cpb.RevokeTokenRequest, context: grpc.ServicerContext) -> cpb.Contributor:
+        with self.sessions.begin() as session:
+            return _contributor_pb(contributors.revoke(session, name=request.name, actor=principal().name))
+
+    def ListContributors(
+        self, request: cpb.ListContributorsRequest, context: grpc.ServicerContext
+    ) -> cpb.ListContributorsResponse:
+        with self.sessions() as session:
+            return cpb.ListContributorsResponse(
+                contributors=[_contributor_pb(v) for v in contributors.list_all(session)])
+
+
+class ExpertServicer(egrpc.ExpertServiceServicer):
+    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, uploads: UploadService) -> None:
+        self.sessions = sessions
+        self.blobs = blobs
+        self.uploads = uploads
+
+    def Upload(self, request_iterator: Iterator[epb.UploadRequest], context: grpc.ServicerContext
+               ) -> epb.UploadResponse:
+        first = next(request_iterator, None)
+        if first is None or not first.HasField("manifest"):
+            raise ServiceError(Code.INVALID_ARGUMENT, "an upload must start with the expert's manifest")
+        manifest = wire.manifest_from_pb(first.manifest)
+        caller = principal()
+        upload_id = self.uploads.upload_id(caller, manifest)
+        opened = self.uploads.open(caller, manifest)
+        if isinstance(opened, ExpertInfo):
+            return epb.UploadResponse(expert=wire.expert_to_pb(opened), already_existed=True,
+                                      upload_id=upload_id)
+        try:
+            for request in request_iterator:
+                if not request.HasField("chunk"):
+                    raise ServiceError(Code.INVALID_ARGUMENT, "the manifest may be sent only once")
+                opened.write(request.chunk.path, request.chunk.offset, request.chunk.data)
+            info = self.uploads.commit(opened)
+        finally:
+            self.uploads.release(opened)
+        return epb.UploadResponse(expert=wire.expert_to_pb(info), upload_id=upload_id)
+
+    def GetUploadStatus(self, request: epb.GetUploadStatusRequest, context: grpc.ServicerContext
+                        ) -> epb.UploadStatus:
+        manifest = wire.manifest_from_pb(request.manifest)
+        progress = self.uploads.progress(principal(), manifest)
+        sizes = {f.path: f.size for f in manifest.files}
+        msg = epb.UploadStatus(
+            upload_id=progress.upload_id, state=STATE_TO_PB[progress.state], error=progress.error,
+            files=[epb.FileProgress(path=p, received=n, size=sizes[p]) for p, n in progress.received.items()],
+        )
+        if progress.expert is not None:
+            msg.expert.CopyFrom(wire.expert_to_pb(progress.expert))
+        return msg
+
+    def ListExperts(self, request: epb.ListExpertsRequest, context: grpc.ServicerContext
+                    ) -> epb.ListExpertsResponse:
+        with self.sessions() as session:
+            infos = experts.list_experts(
+                session, principal=principal(), base_model_name=request.base_model_name,
+                include_retired=request.include_retired, mine=request.mine)
+        return epb.ListExpertsResponse(experts=[wire.expert_to_pb(i) for i in infos])
+
+    def GetExpert(self, request: epb.ExpertRef, context: grpc.ServicerContext) -> common.Expert:
+        with self.sessions() as session:
+            row = experts.get(session, name=request.name, version=request.version)
+            return wire.expert_to_pb(experts.to_info(row))
+
+    def DownloadExpert(self, request: epb.ExpertRef, context: grpc.ServicerContext
+                       ) -> Iterator[epb.DownloadResponse]:
+        with self.sessions() as session:
+            row = experts.get(session, name=request.name, version=request.version)
+            info = experts.to_info(row)
+            files = [(f.path, experts.blob_of(row, f.path)) for f in info.manifest.files]
+        yield epb.DownloadResponse(expert=wire.expert_to_pb(info))
+        for path, blob in files:
+            offset = 0
+            try:
+                for data in self.blobs.iter_chunks(blob, MAX_CHUNK):
+                    yield epb.DownloadResponse(chunk=epb.FileChunk(path=path, offset=offset, data=data))
+                    offset += len(data)
+            except Exception as exc:  # a missing or corrupt blob is never served as good
+                raise ServiceError(Code.DATA_LOSS, f"{info.manifest.ref}/{path}: {exc}") from exc
+
+    def RetireExpert(self, request: epb.RetireExpertRequest, context: grpc.ServicerContext) -> common.Expert:
+        with self.sessions.begin() as session:
+            info = experts.retire(session, principal=principal(), name=request.name,
+                                  version=request.version, reason=request.reason)
+        return wire.expert_to_pb(info)
+
+    def ListBaseModels(self, request: epb.ListBaseModelsRequest, context: grpc.ServicerContext
+                       ) -> epb.ListBaseModelsResponse:
+        with self.sessions() as session:
+            models = base_models.list_all(session)
+        out = []
+        for spec, created in models:
+            msg = common.BaseModel(name=spec.name, fingerprint=spec.fingerprint, hidden_size=spec.hidden_size,
+                                   linear_modules=sorted(spec.linear_modules))
+            msg.created_at.FromDatetime(created)
+            out.append(msg)
+        return epb.ListBaseModelsResponse(base_models=out)
+
+
+class RoutingServicer(rgrpc.RoutingServiceServicer):
+    """Routing needs a learned router; until the gating job has produced one, say so."""
+
+    def Route(self, request: rpb.RouteRequest, context: grpc.ServicerContext) -> rpb.RouteResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "no router is available: the gating job is not enabled")
+
+    def Predict(self, request: rpb.PredictRequest, context: grpc.ServicerContext) -> rpb.PredictResponse:
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "no router is available: the gating job is not enabled")

@@ -1,0 +1,229 @@
+"""moerge-coordinator: serve the pool, migrate the registry, manage tokens and base models."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from coordinator.settings import MiB, Settings
+
+
+class CliError(Exception):
+    """An error the user can fix; printed as one line."""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", type=Path, help="registry, blobs and uploads (env MOERGE_DATA_DIR)")
+    parser.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql://user@host/db "
+                        "(env MOERGE_DATABASE_URL; default: SQLite under --data-dir)")
+
+
+def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides = {k: v for k, v in {"data_dir": args.data_dir, "database_url": args.database_url,
+                                   **extra}.items() if v is not None}
+    return Settings(**overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="moerge-coordinator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the coordinator's gRPC server")
+    _common(serve)
+    serve.add_argument("--grpc-host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument("--grpc-port", type=int, help="port (default 50051; 0 picks a free one)")
+    serve.add_argument("--max-file-mb", type=float, help="largest file of an expert, in MiB")
+    serve.add_argument("--max-expert-mb", type=float, help="largest expert, in MiB")
+    serve.add_argument("--upload-ttl", type=float, help="seconds before a partial upload is deleted")
+    serve.add_argument("--gc-interval", type=float, help="seconds between collections of partial uploads")
+    serve.add_argument("--shutdown-grace", type=float, help="seconds in-flight calls get on shutdown")
+    serve.add_argument("--no-default-base-model", action="store_true",
+                       help="do not register all-MiniLM-L6-v2 on first start")
+    serve.add_argument("--no-migrate", action="store_true",
+                       help="refuse to start when the registry needs a migration instead of running it")
+    serve.set_defaults(run=_serve)
+
+    mig = commands.add_parser("migrate", help="upgrade (or downgrade) the registry's schema")
+    _common(mig)
+    mig.add_argument("--revision", default="head", help="target revision (default head)")
+    mig.add_argument("--downgrade", action="store_true", help="downgrade to --revision")
+    mig.set_defaults(run=_migrate)
+
+    tokens = commands.add_parser("tokens", help="create, list, rotate and revoke tokens")
+    sub = tokens.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="a new contributor; prints its token as the last line")
+    create.add_argument("name")
+    create.add_argument("--role", choices=("contributor", "admin"), default="contributor")
+    create.set_defaults(run=_tokens_create)
+    for action, run, text in (("revoke", _tokens_revoke, "revoke a contributor's token"),
+                              ("rotate", _tokens_rotate, "issue a new token (printed last)")):
+        cmd = sub.add_parser(action, help=text)
+        cmd.add_argument("name")
+        cmd.set_defaults(run=run)
+    sub.add_parser("list", help="every contributor").set_defaults(run=_tokens_list)
+    for cmd in sub.choices.values():
+        _common(cmd)
+
+    base = commands.add_parser("base-models", help="register and list base models")
+    bsub = base.add_subparsers(dest="action", required=True)
+    reg = bsub.add_parser("register", help="register a local Hugging Face model directory")
+    reg.add_argument("path", type=Path)
+    reg.add_argument("--name", help="name in the registry (default: the directory's name)")
+    reg.set_defaults(run=_base_register)
+    bsub.add_parser("list", help="registered base models").set_defaults(run=_base_list)
+    for cmd in bsub.choices.values():
+        _common(cmd)
+    return parser
+
+
+def _sessions(settings: Settings) -> Any:
+    from coordinator.registry.db import make_engine, session_factory
+    from coordinator.server import prepare_database
+
+    prepare_database(settings)
+    return session_factory(make_engine(settings.url))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from coordinator.server import Coordinator, prepare_database
+
+    extra = {
+        "grpc_host": args.grpc_host, "grpc_port": args.grpc_port,
+        "max_file_bytes": int(args.max_file_mb * MiB) if args.max_file_mb else None,
+        "max_expert_bytes": int(args.max_expert_mb * MiB) if args.max_expert_mb else None,
+        "upload_ttl_seconds": args.upload_ttl, "gc_interval_seconds": args.gc_interval,
+        "shutdown_grace_seconds": args.shutdown_grace,
+        "default_base_model": False if args.no_default_base_model else None,
+    }
+    settings = _settings(args, **extra)
+    prepare_database(settings, migrate_schema=not args.no_migrate)
+    coordinator = Coordinator(settings)
+    port = coordinator.start()
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        print(f"received {signal.Signals(signum).name}: finishing in-flight calls "
+              f"(up to {settings.shutdown_grace_seconds:g}s)", flush=True)
+        coordinator.stop()
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    print(f"registry: {_redact(settings.url)}", flush=True)
+    print(f"data: {settings.data_dir.resolve()}", flush=True)
+    print(f"moerge coordinator listening on {settings.grpc_host}:{port}", flush=True)
+    coordinator.wait()
+    coordinator.stop()
+    print("coordinator stopped", flush=True)
+    return 0
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from coordinator.registry import migrate
+
+    settings = _settings(args)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if args.downgrade:
+        migrate.downgrade(settings.url, args.revision)
+    else:
+        migrate.upgrade(settings.url, args.revision)
+    print(f"registry {_redact(settings.url)} is at revision {migrate.current(settings.url) or 'base'}")
+    return 0
+
+
+def _tokens_create(args: argparse.Namespace) -> int:
+    from coordinator.services import contributors
+
+    with _sessions(_settings(args)).begin() as session:
+        view, token = contributors.create(session, name=args.name, role=args.role, actor="cli")
+    print(f"created {view.role} {view.name!r}; the token is shown once, store it now:")
+    print(token)
+    return 0
+
+
+def _tokens_rotate(args: argparse.Namespace) -> int:
+    from coordinator.services import contributors
+
+    with _sessions(_settings(args)).begin() as session:
+        token = contributors.rotate(session, name=args.name, actor="cli")
+    print(f"new token for {args.name!r}; the old one no longer works:")
+    print(token)
+    return 0
+
+
+def _tokens_revoke(args: argparse.Namespace) -> int:
+    from coordinator.services import contributors
+
+    with _sessions(_settings(args)).begin() as session:
+        contributors.revoke(session, name=args.name, actor="cli")
+    print(f"revoked the token of {args.name!r}; its experts stay in the pool")
+    return 0
+
+
+def _tokens_list(args: argparse.Namespace) -> int:
+    from coordinator.services import contributors
+
+    with _sessions(_settings(args))() as session:
+        views = contributors.list_all(session)
+    print(f"{'NAME':24} {'ROLE':12} {'STATE':8} {'EXPERTS':>7}  CREATED")
+    for v in views:
+        state = "revoked" if v.revoked else "active"
+        print(f"{v.name:24} {v.role:12} {state:8} {v.active_experts:>7}  {v.created_at:%Y-%m-%d %H:%M}")
+    return 0
+
+
+def _base_register(args: argparse.Namespace) -> int:
+    from coordinator.services import base_models
+    from moerge.models import describe
+
+    sessions = _sessions(_settings(args))
+    spec = describe(args.path, args.name or args.path.resolve().name)
+    with sessions.begin() as session:
+        _, created = base_models.register(session, spec=spec, actor="cli")
+    verb = "registered" if created else "already registered:"
+    print(f"{verb} {spec.name} fingerprint {spec.fingerprint} "
+          f"({spec.hidden_size}-d, {len(spec.linear_modules)} linear modules)")
+    return 0
+
+
+def _base_list(args: argparse.Namespace) -> int:
+    from coordinator.services import base_models
+
+    with _sessions(_settings(args))() as session:
+        models = base_models.list_all(session)
+    for spec, created in models:
+        print(f"{spec.name:32} {spec.fingerprint}  {spec.hidden_size}-d  {created:%Y-%m-%d %H:%M}")
+    if not models:
+        print("no base models registered")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
+        from coordinator.services.errors import ServiceError
+        from moerge.models import BaseModelError
+
+        if isinstance(exc, ServiceError | BaseModelError | CliError | OSError) or type(exc).__name__ in {
+            "SchemaError", "ValidationError", "OperationalError"}:
+            print(f"moerge-coordinator: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

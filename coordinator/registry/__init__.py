@@ -1,0 +1,1 @@
+"""The registry: SQLAlchemy models, engines and migrations."""

@@ -1,0 +1,1 @@
+"""Generated gRPC stubs of the moerge wire protocol. Never edit by hand."""

@@ -1,0 +1,1 @@
+"""Experts: LoRA adapters in PEFT's own format plus moerge's metadata."""
