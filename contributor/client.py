@@ -53,6 +53,8 @@ class UploadResult:
     already_existed: bool
     attempts: int
     bytes_sent: int
+    # bytes the coordinator already held when the last attempt began
+    resumed_from: int = 0
 
 
 class CoordinatorClient:
@@ -134,16 +136,17 @@ class CoordinatorClient:
         sent = 0
         for attempt in range(1, retries + 2):
             status = self.upload_status(manifest)
-            if status.state == epb.UPLOAD_STATE_COMMITTED:
-                return UploadResult(wire.expert_from_pb(status.expert), attempt == 1, attempt, sent)
             offsets = {f.path: f.received for f in status.files}
+            if status.state == epb.UPLOAD_STATE_COMMITTED:
+                return UploadResult(wire.expert_from_pb(status.expert), attempt == 1, attempt, sent,
+                                    sum(offsets.values()))
             counter = _Counter(sum(offsets.values()), manifest.total_size, progress)
             try:
                 reply = self.experts.Upload(
                     _requests(manifest_pb, root, manifest, offsets, counter),
                     metadata=self._metadata)
                 return UploadResult(wire.expert_from_pb(reply.expert), reply.already_existed, attempt,
-                                    sent + counter.sent)
+                                    sent + counter.sent, sum(offsets.values()))
             except grpc.RpcError as exc:
                 sent += counter.sent
                 if exc.code() not in RESUMABLE or attempt > retries:

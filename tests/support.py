@@ -102,11 +102,14 @@ class CuttingProxy:
 
     The cut happens once (then `cut_after` is cleared), so a retrying client
     gets through on its next connection: a broken network, not a broken server.
+    Before cutting, the proxy stops forwarding for `stall` seconds, so the
+    server has taken in what already crossed the wire when the link drops.
     """
 
-    def __init__(self, target_port: int, cut_after: int | None = None) -> None:
+    def __init__(self, target_port: int, cut_after: int | None = None, stall: float = 1.0) -> None:
         self.target_port = target_port
         self.cut_after = cut_after
+        self.stall = stall
         self.cuts = 0
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -132,9 +135,12 @@ class CuttingProxy:
     def _pipe(self, client: socket.socket, upstream: socket.socket) -> None:
         passed = 0
         sockets = [client, upstream]
+        deadline: float | None = None  # set while stalling before the cut
         try:
             while not self._stop.is_set():
-                ready, _, _ = select.select(sockets, [], [], 0.2)
+                if deadline is not None and time.monotonic() >= deadline:
+                    return
+                ready, _, _ = select.select(sockets, [], [], 0.1)
                 for sock in ready:
                     data = sock.recv(65536)
                     if not data:
@@ -145,11 +151,12 @@ class CuttingProxy:
                         if self.cut_after is not None and passed >= self.cut_after:
                             self.cut_after = None
                             self.cuts += 1
-                            return
+                            sockets = [upstream]  # stop forwarding the client's bytes
+                            deadline = time.monotonic() + self.stall
         except OSError:
             return
         finally:
-            for sock in sockets:
+            for sock in (client, upstream):
                 try:
                     sock.shutdown(socket.SHUT_RDWR)
                 except OSError:

@@ -35,6 +35,7 @@ STATUS = {
     Code.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
     Code.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
     Code.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    Code.UNIMPLEMENTED: grpc.StatusCode.UNIMPLEMENTED,
 }
 PROBLEM_STATUS = {
     Problem.INVALID: grpc.StatusCode.INVALID_ARGUMENT,
@@ -88,8 +89,9 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
         context.abort(STATUS[exc.code], exc.message)
     if isinstance(exc, ValidationError):
         context.abort(PROBLEM_STATUS[exc.problem], exc.message)
-    if isinstance(exc, grpc.RpcError) or not context.is_active():
-        raise exc  # the client went away or the call was already aborted
+    already = context.code() not in (None, grpc.StatusCode.OK)
+    if already or isinstance(exc, grpc.RpcError) or not context.is_active():
+        raise exc  # the call was aborted already, or the client went away
     log.exception("unexpected error in %s", type(exc).__name__)
     context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the coordinator log")
 

@@ -29,6 +29,7 @@ STATE_TO_PB = {
     "committed": epb.UPLOAD_STATE_COMMITTED, "failed": epb.UPLOAD_STATE_FAILED,
     "abandoned": epb.UPLOAD_STATE_ABANDONED,
 }
+NO_ROUTER = "no router is available yet: this coordinator does not run the gating job"
 ADMIN_METHODS = {
     "/moerge.v1.ContributorService/CreateToken",
     "/moerge.v1.ContributorService/RevokeToken",
@@ -162,7 +163,7 @@ class RoutingServicer(rgrpc.RoutingServiceServicer):
     """Routing needs a learned router; until the gating job has produced one, say so."""
 
     def Route(self, request: rpb.RouteRequest, context: grpc.ServicerContext) -> rpb.RouteResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "no router is available: the gating job is not enabled")
+        raise ServiceError(Code.UNIMPLEMENTED, NO_ROUTER)
 
     def Predict(self, request: rpb.PredictRequest, context: grpc.ServicerContext) -> rpb.PredictResponse:
-        context.abort(grpc.StatusCode.UNIMPLEMENTED, "no router is available: the gating job is not enabled")
+        raise ServiceError(Code.UNIMPLEMENTED, NO_ROUTER)

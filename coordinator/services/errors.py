@@ -17,6 +17,7 @@ class Code(Enum):
     OUT_OF_RANGE = "out_of_range"
     DATA_LOSS = "data_loss"
     UNAVAILABLE = "unavailable"
+    UNIMPLEMENTED = "unimplemented"
 
 
 class ServiceError(Exception):

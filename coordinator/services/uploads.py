@@ -204,12 +204,14 @@ class UploadService:
 
     def release(self, stream: UploadStream) -> None:
         """End a stream: its bytes stay durable for a later resume."""
-        stream.close()
-        self._forget(stream)
-        with self.sessions.begin() as session:
-            row = session.get(Upload, stream.upload_id)
-            if row is not None and row.state == "receiving":
-                row.updated_at = utcnow()
+        try:
+            stream.close()
+            with self.sessions.begin() as session:  # before forgetting: the collector skips it until then
+                row = session.get(Upload, stream.upload_id)
+                if row is not None and row.state == "receiving":
+                    row.updated_at = utcnow()
+        finally:
+            self._forget(stream)
 
     def _forget(self, stream: UploadStream) -> None:
         with self._mutex:
