@@ -13,21 +13,30 @@ from moerge.experts.manifest import ExpertDirError, ExpertInfo
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--coordinator", help="HOST:PORT of the coordinator (env MOERGE_COORDINATOR)")
+    parser.add_argument(
+        "--coordinator", help="HOST:PORT of the coordinator (env MOERGE_COORDINATOR)"
+    )
     parser.add_argument("--token", help="your token (env MOERGE_TOKEN)")
-    parser.add_argument("--config", type=Path,
-                        help="TOML file with `coordinator` and `token` (default ~/.config/moerge/contributor.toml)")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="TOML file with `coordinator` and `token` (default ~/.config/moerge/contributor.toml)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="moerge-contributor", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    upload = commands.add_parser("upload", help="upload an expert directory (resumes broken transfers)")
+    upload = commands.add_parser(
+        "upload", help="upload an expert directory (resumes broken transfers)"
+    )
     upload.add_argument("adapter_dir", type=Path, help="PEFT adapter directory with expert.json")
     upload.add_argument("--name", help="expert name (default: from expert.json)")
     upload.add_argument("--version", help="expert version (default: from expert.json)")
-    upload.add_argument("--retries", type=int, default=5, help="resume attempts after a broken stream")
+    upload.add_argument(
+        "--retries", type=int, default=5, help="resume attempts after a broken stream"
+    )
     upload.add_argument("--no-progress", action="store_true", help="no progress bar")
     upload.set_defaults(run=_upload)
 
@@ -76,15 +85,27 @@ def _upload(args: argparse.Namespace) -> int:
         if args.no_progress:
             return
         if bar is None:
-            bar = tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="upload",
-                       file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                desc="upload",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         bar.n = done
         bar.refresh()
 
     with _client(args) as client:
         try:
-            result = client.upload(args.adapter_dir, progress=progress, retries=args.retries,
-                                   name=args.name, version=args.version)
+            result = client.upload(
+                args.adapter_dir,
+                progress=progress,
+                retries=args.retries,
+                name=args.name,
+                version=args.version,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -93,8 +114,10 @@ def _upload(args: argparse.Namespace) -> int:
         print(f"{m.ref} is already in the pool (id {result.expert.id}); nothing to send")
     else:
         resumed = f" after {result.attempts - 1} resume(s)" if result.attempts > 1 else ""
-        print(f"uploaded {m.ref} ({_size(m.total_size)}, {len(m.files)} files){resumed}: "
-              f"id {result.expert.id}, status {result.expert.status}")
+        print(
+            f"uploaded {m.ref} ({_size(m.total_size)}, {len(m.files)} files){resumed}: "
+            f"id {result.expert.id}, status {result.expert.status}"
+        )
     return 0
 
 
@@ -110,8 +133,10 @@ def _table(experts: list[ExpertInfo]) -> None:
     print(f"{'EXPERT':36} {'STATUS':12} {'CONTRIBUTOR':16} {'BASE MODEL':20} {'SIZE':>10}  CREATED")
     for e in experts:
         m = e.manifest
-        print(f"{m.ref:36} {e.status:12} {e.contributor:16} {m.base_model_name:20} "
-              f"{_size(m.total_size):>10}  {e.created_at:%Y-%m-%d %H:%M}")
+        print(
+            f"{m.ref:36} {e.status:12} {e.contributor:16} {m.base_model_name:20} "
+            f"{_size(m.total_size):>10}  {e.created_at:%Y-%m-%d %H:%M}"
+        )
     print(f"{len(experts)} expert(s)")
 
 
@@ -134,7 +159,9 @@ def _download(args: argparse.Namespace) -> int:
     name, version = _split(args.expert)
     with _client(args) as client:
         info, path = client.download(name, version, args.out)
-    print(f"downloaded {info.manifest.ref} to {path} ({len(info.manifest.files)} files, sha256 verified)")
+    print(
+        f"downloaded {info.manifest.ref} to {path} ({len(info.manifest.files)} files, sha256 verified)"
+    )
     return 0
 
 

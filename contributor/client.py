@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 import grpc
 
@@ -19,14 +20,23 @@ from moerge._proto.v1 import contributors_pb2 as cpb
 from moerge._proto.v1 import contributors_pb2_grpc as cgrpc
 from moerge._proto.v1 import experts_pb2 as epb
 from moerge._proto.v1 import experts_pb2_grpc as egrpc
-from moerge.experts.manifest import ExpertInfo, ExpertManifest, build_manifest, write_expert_metadata
+from moerge.experts.manifest import (
+    ExpertInfo,
+    ExpertManifest,
+    build_manifest,
+    write_expert_metadata,
+)
 
 CHUNK = 1024 * 1024
 MAX_MESSAGE = CHUNK + 64 * 1024
 # failures after which a resumed upload can still succeed
 RESUMABLE = {
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.ABORTED,
-    grpc.StatusCode.CANCELLED, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.INTERNAL,
+    grpc.StatusCode.UNKNOWN,
     grpc.StatusCode.DATA_LOSS,
 }
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
@@ -62,10 +72,13 @@ class CoordinatorClient:
         self.address = address
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),)
-        self.channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE),
-            ("grpc.max_send_message_length", MAX_MESSAGE),
-        ])
+        self.channel = grpc.insecure_channel(
+            address,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+            ],
+        )
         self.contributors = cgrpc.ContributorServiceStub(self.channel)
         self.experts = egrpc.ExpertServiceStub(self.channel)
 
@@ -78,7 +91,7 @@ class CoordinatorClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _call(self, method: Callable[..., object], request: object, **kwargs: object) -> object:
+    def _call(self, method: Callable[..., Any], request: object, **kwargs: object) -> Any:
         try:
             return method(request, metadata=self._metadata, timeout=self.timeout, **kwargs)
         except grpc.RpcError as exc:
@@ -87,50 +100,72 @@ class CoordinatorClient:
     # -- identity ----------------------------------------------------------------
 
     def whoami(self) -> cpb.Contributor:
-        return self._call(self.contributors.WhoAmI, cpb.WhoAmIRequest())  # type: ignore[return-value]
+        return self._call(self.contributors.WhoAmI, cpb.WhoAmIRequest())
 
     def create_token(self, name: str, role: str = "contributor") -> str:
         role_pb = cpb.ROLE_ADMIN if role == "admin" else cpb.ROLE_CONTRIBUTOR
-        reply = self._call(self.contributors.CreateToken, cpb.CreateTokenRequest(name=name, role=role_pb))
-        return reply.token  # type: ignore[attr-defined,no-any-return]
+        reply = self._call(
+            self.contributors.CreateToken, cpb.CreateTokenRequest(name=name, role=role_pb)
+        )
+        return reply.token
 
     def revoke_token(self, name: str) -> None:
         self._call(self.contributors.RevokeToken, cpb.RevokeTokenRequest(name=name))
 
     # -- the pool ------------------------------------------------------------------
 
-    def list_experts(self, *, base_model: str = "", mine: bool = False,
-                     include_retired: bool = False) -> list[ExpertInfo]:
-        request = epb.ListExpertsRequest(base_model_name=base_model, mine=mine, include_retired=include_retired)
+    def list_experts(
+        self, *, base_model: str = "", mine: bool = False, include_retired: bool = False
+    ) -> list[ExpertInfo]:
+        request = epb.ListExpertsRequest(
+            base_model_name=base_model, mine=mine, include_retired=include_retired
+        )
         reply = self._call(self.experts.ListExperts, request)
-        return [wire.expert_from_pb(e) for e in reply.experts]  # type: ignore[attr-defined]
+        return [wire.expert_from_pb(e) for e in reply.experts]
 
     def get_expert(self, name: str, version: str = "") -> ExpertInfo:
-        return wire.expert_from_pb(self._call(self.experts.GetExpert, epb.ExpertRef(name=name, version=version)))  # type: ignore[arg-type]
+        return wire.expert_from_pb(
+            self._call(self.experts.GetExpert, epb.ExpertRef(name=name, version=version))
+        )
 
     def retire(self, name: str, version: str, reason: str = "") -> ExpertInfo:
         request = epb.RetireExpertRequest(name=name, version=version, reason=reason)
-        return wire.expert_from_pb(self._call(self.experts.RetireExpert, request))  # type: ignore[arg-type]
+        return wire.expert_from_pb(self._call(self.experts.RetireExpert, request))
 
     def base_models(self) -> list[tuple[str, str]]:
         reply = self._call(self.experts.ListBaseModels, epb.ListBaseModelsRequest())
-        return [(m.name, m.fingerprint) for m in reply.base_models]  # type: ignore[attr-defined]
+        return [(m.name, m.fingerprint) for m in reply.base_models]
 
     # -- upload --------------------------------------------------------------------
 
     def upload_status(self, manifest: ExpertManifest) -> epb.UploadStatus:
         request = epb.GetUploadStatusRequest(manifest=wire.manifest_to_pb(manifest))
-        return self._call(self.experts.GetUploadStatus, request)  # type: ignore[return-value]
+        return self._call(self.experts.GetUploadStatus, request)
 
-    def upload(self, expert_dir: Path, *, progress: Progress | None = None, retries: int = 5,
-               backoff: float = 0.5, **overrides: str | None) -> UploadResult:
+    def upload(
+        self,
+        expert_dir: Path,
+        *,
+        progress: Progress | None = None,
+        retries: int = 5,
+        backoff: float = 0.5,
+        **overrides: str | None,
+    ) -> UploadResult:
         """Upload an expert directory; a broken stream is resumed where the coordinator's bytes stop."""
         manifest = build_manifest(Path(expert_dir), **overrides)
-        return self.upload_files(manifest, Path(expert_dir), progress=progress, retries=retries,
-                                 backoff=backoff)
+        return self.upload_files(
+            manifest, Path(expert_dir), progress=progress, retries=retries, backoff=backoff
+        )
 
-    def upload_files(self, manifest: ExpertManifest, root: Path, *, progress: Progress | None = None,
-                     retries: int = 5, backoff: float = 0.5) -> UploadResult:
+    def upload_files(
+        self,
+        manifest: ExpertManifest,
+        root: Path,
+        *,
+        progress: Progress | None = None,
+        retries: int = 5,
+        backoff: float = 0.5,
+    ) -> UploadResult:
         """Upload the files a manifest lists, read from `root`, resuming after broken streams."""
         manifest_pb = wire.manifest_to_pb(manifest)
         sent = 0
@@ -138,15 +173,26 @@ class CoordinatorClient:
             status = self.upload_status(manifest)
             offsets = {f.path: f.received for f in status.files}
             if status.state == epb.UPLOAD_STATE_COMMITTED:
-                return UploadResult(wire.expert_from_pb(status.expert), attempt == 1, attempt, sent,
-                                    sum(offsets.values()))
+                return UploadResult(
+                    wire.expert_from_pb(status.expert),
+                    attempt == 1,
+                    attempt,
+                    sent,
+                    sum(offsets.values()),
+                )
             counter = _Counter(sum(offsets.values()), manifest.total_size, progress)
             try:
                 reply = self.experts.Upload(
                     _requests(manifest_pb, root, manifest, offsets, counter),
-                    metadata=self._metadata)
-                return UploadResult(wire.expert_from_pb(reply.expert), reply.already_existed, attempt,
-                                    sent + counter.sent, sum(offsets.values()))
+                    metadata=self._metadata,
+                )
+                return UploadResult(
+                    wire.expert_from_pb(reply.expert),
+                    reply.already_existed,
+                    attempt,
+                    sent + counter.sent,
+                    sum(offsets.values()),
+                )
             except grpc.RpcError as exc:
                 sent += counter.sent
                 if exc.code() not in RESUMABLE or attempt > retries:
@@ -158,8 +204,9 @@ class CoordinatorClient:
 
     def download(self, name: str, version: str, out_dir: Path) -> tuple[ExpertInfo, Path]:
         """Fetch an expert into out_dir/<name>-<version>/, verifying every file's sha256."""
-        stream = self.experts.DownloadExpert(epb.ExpertRef(name=name, version=version),
-                                             metadata=self._metadata)
+        stream = self.experts.DownloadExpert(
+            epb.ExpertRef(name=name, version=version), metadata=self._metadata
+        )
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(dir=out_dir, prefix=".download-"))
@@ -189,15 +236,22 @@ class _Counter:
             self.progress(self.done, self.total)
 
 
-def _requests(manifest_pb: object, root: Path, manifest: ExpertManifest, offsets: dict[str, int],
-              counter: _Counter) -> Iterator[epb.UploadRequest]:
+def _requests(
+    manifest_pb: Any,
+    root: Path,
+    manifest: ExpertManifest,
+    offsets: dict[str, int],
+    counter: _Counter,
+) -> Iterator[epb.UploadRequest]:
     yield epb.UploadRequest(manifest=manifest_pb)
     for entry in manifest.files:
         offset = offsets.get(entry.path, 0)
         with open(root / entry.path, "rb") as handle:
             handle.seek(offset)
             while offset < entry.size and (data := handle.read(min(CHUNK, entry.size - offset))):
-                yield epb.UploadRequest(chunk=epb.FileChunk(path=entry.path, offset=offset, data=data))
+                yield epb.UploadRequest(
+                    chunk=epb.FileChunk(path=entry.path, offset=offset, data=data)
+                )
                 offset += len(data)
                 counter.add(len(data))
 
@@ -207,7 +261,7 @@ def _receive(stream: Iterator[epb.DownloadResponse], staging: Path) -> ExpertInf
     if not first.HasField("expert"):
         raise ClientError("download: the coordinator did not send the expert first")
     info = wire.expert_from_pb(first.expert)
-    handles: dict[str, object] = {}
+    handles: dict[str, BinaryIO] = {}
     digests = {f.path: hashlib.sha256() for f in info.manifest.files}
     try:
         for message in stream:
@@ -217,22 +271,28 @@ def _receive(stream: Iterator[epb.DownloadResponse], staging: Path) -> ExpertInf
             if chunk.path not in handles:
                 (staging / chunk.path).parent.mkdir(parents=True, exist_ok=True)
                 handles[chunk.path] = open(staging / chunk.path, "wb")  # noqa: SIM115
-            handles[chunk.path].write(chunk.data)  # type: ignore[attr-defined]
+            handles[chunk.path].write(chunk.data)
             digests[chunk.path].update(chunk.data)
     finally:
         for handle in handles.values():
-            handle.close()  # type: ignore[attr-defined]
+            handle.close()
     for entry in info.manifest.files:
         if digests[entry.path].hexdigest() != entry.sha256:
             raise ClientError(f"download: {entry.path} does not match its sha256; try again")
     m = info.manifest
-    write_expert_metadata(staging, {
-        "name": m.name, "version": m.version, "contributor": info.contributor,
-        "base_model": {"name": m.base_model_name, "fingerprint": m.base_model_fingerprint},
-        "task_description": m.task_description, "license": m.license,
-        "labels": [{"name": x.name, "description": x.description} for x in m.labels],
-    })
-    for entry in m.stats:
-        if entry.meta:
-            (staging / entry.path).with_suffix(".json").write_text(json.dumps(entry.meta, indent=2))
+    write_expert_metadata(
+        staging,
+        {
+            "name": m.name,
+            "version": m.version,
+            "contributor": info.contributor,
+            "base_model": {"name": m.base_model_name, "fingerprint": m.base_model_fingerprint},
+            "task_description": m.task_description,
+            "license": m.license,
+            "labels": [{"name": x.name, "description": x.description} for x in m.labels],
+        },
+    )
+    for stats in m.stats:
+        if stats.meta:
+            (staging / stats.path).with_suffix(".json").write_text(json.dumps(stats.meta, indent=2))
     return info

@@ -42,11 +42,17 @@ def resolve(coordinator: str | None, token: str | None, config_file: Path | None
     env_file = os.environ.get("MOERGE_CONFIG")
     path = config_file or (Path(env_file) if env_file else DEFAULT_CONFIG)
     data = _read_file(path, explicit=config_file is not None or bool(env_file))
-    address = coordinator or os.environ.get("MOERGE_COORDINATOR") or str(data.get("coordinator") or "")
+    address = (
+        coordinator or os.environ.get("MOERGE_COORDINATOR") or str(data.get("coordinator") or "")
+    )
     secret = token or os.environ.get("MOERGE_TOKEN") or str(data.get("token") or "")
     if not address:
-        raise ConfigError("no coordinator: pass --coordinator HOST:PORT, set MOERGE_COORDINATOR, "
-                          f"or write `coordinator = \"host:port\"` in {path}")
+        raise ConfigError(
+            "no coordinator: pass --coordinator HOST:PORT, set MOERGE_COORDINATOR, "
+            f'or write `coordinator = "host:port"` in {path}'
+        )
     if not secret:
-        raise ConfigError(f"no token: pass --token, set MOERGE_TOKEN, or write `token = \"...\"` in {path}")
+        raise ConfigError(
+            f'no token: pass --token, set MOERGE_TOKEN, or write `token = "..."` in {path}'
+        )
     return ClientConfig(address, secret)

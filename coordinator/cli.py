@@ -17,14 +17,22 @@ class CliError(Exception):
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", type=Path, help="registry, blobs and uploads (env MOERGE_DATA_DIR)")
-    parser.add_argument("--database-url", help="SQLAlchemy URL, e.g. postgresql://user@host/db "
-                        "(env MOERGE_DATABASE_URL; default: SQLite under --data-dir)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="registry, blobs and uploads (env MOERGE_DATA_DIR)"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="SQLAlchemy URL, e.g. postgresql://user@host/db "
+        "(env MOERGE_DATABASE_URL; default: SQLite under --data-dir)",
+    )
 
 
 def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
-    overrides = {k: v for k, v in {"data_dir": args.data_dir, "database_url": args.database_url,
-                                   **extra}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {"data_dir": args.data_dir, "database_url": args.database_url, **extra}.items()
+        if v is not None
+    }
     return Settings(**overrides)
 
 
@@ -34,17 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the coordinator's gRPC server")
     _common(serve)
-    serve.add_argument("--grpc-host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)")
+    serve.add_argument(
+        "--grpc-host", help="address to listen on (default 127.0.0.1; 0.0.0.0 for all)"
+    )
     serve.add_argument("--grpc-port", type=int, help="port (default 50051; 0 picks a free one)")
     serve.add_argument("--max-file-mb", type=float, help="largest file of an expert, in MiB")
     serve.add_argument("--max-expert-mb", type=float, help="largest expert, in MiB")
-    serve.add_argument("--upload-ttl", type=float, help="seconds before a partial upload is deleted")
-    serve.add_argument("--gc-interval", type=float, help="seconds between collections of partial uploads")
-    serve.add_argument("--shutdown-grace", type=float, help="seconds in-flight calls get on shutdown")
-    serve.add_argument("--no-default-base-model", action="store_true",
-                       help="do not register all-MiniLM-L6-v2 on first start")
-    serve.add_argument("--no-migrate", action="store_true",
-                       help="refuse to start when the registry needs a migration instead of running it")
+    serve.add_argument(
+        "--upload-ttl", type=float, help="seconds before a partial upload is deleted"
+    )
+    serve.add_argument(
+        "--gc-interval", type=float, help="seconds between collections of partial uploads"
+    )
+    serve.add_argument(
+        "--shutdown-grace", type=float, help="seconds in-flight calls get on shutdown"
+    )
+    serve.add_argument(
+        "--no-default-base-model",
+        action="store_true",
+        help="do not register all-MiniLM-L6-v2 on first start",
+    )
+    serve.add_argument(
+        "--no-migrate",
+        action="store_true",
+        help="refuse to start when the registry needs a migration instead of running it",
+    )
     serve.set_defaults(run=_serve)
 
     mig = commands.add_parser("migrate", help="upgrade (or downgrade) the registry's schema")
@@ -59,8 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--role", choices=("contributor", "admin"), default="contributor")
     create.set_defaults(run=_tokens_create)
-    for action, run, text in (("revoke", _tokens_revoke, "revoke a contributor's token"),
-                              ("rotate", _tokens_rotate, "issue a new token (printed last)")):
+    for action, run, text in (
+        ("revoke", _tokens_revoke, "revoke a contributor's token"),
+        ("rotate", _tokens_rotate, "issue a new token (printed last)"),
+    ):
         cmd = sub.add_parser(action, help=text)
         cmd.add_argument("name")
         cmd.set_defaults(run=run)
@@ -92,10 +116,12 @@ def _serve(args: argparse.Namespace) -> int:
     from coordinator.server import Coordinator, prepare_database
 
     extra = {
-        "grpc_host": args.grpc_host, "grpc_port": args.grpc_port,
+        "grpc_host": args.grpc_host,
+        "grpc_port": args.grpc_port,
         "max_file_bytes": int(args.max_file_mb * MiB) if args.max_file_mb else None,
         "max_expert_bytes": int(args.max_expert_mb * MiB) if args.max_expert_mb else None,
-        "upload_ttl_seconds": args.upload_ttl, "gc_interval_seconds": args.gc_interval,
+        "upload_ttl_seconds": args.upload_ttl,
+        "gc_interval_seconds": args.gc_interval,
         "shutdown_grace_seconds": args.shutdown_grace,
         "default_base_model": False if args.no_default_base_model else None,
     }
@@ -105,8 +131,11 @@ def _serve(args: argparse.Namespace) -> int:
     port = coordinator.start()
 
     def shutdown(signum: int, _frame: Any) -> None:
-        print(f"received {signal.Signals(signum).name}: finishing in-flight calls "
-              f"(up to {settings.shutdown_grace_seconds:g}s)", flush=True)
+        print(
+            f"received {signal.Signals(signum).name}: finishing in-flight calls "
+            f"(up to {settings.shutdown_grace_seconds:g}s)",
+            flush=True,
+        )
         coordinator.stop()
 
     signal.signal(signal.SIGTERM, shutdown)
@@ -135,7 +164,9 @@ def _migrate(args: argparse.Namespace) -> int:
         migrate.downgrade(settings.url, args.revision)
     else:
         migrate.upgrade(settings.url, args.revision)
-    print(f"registry {_redact(settings.url)} is at revision {migrate.current(settings.url) or 'base'}")
+    print(
+        f"registry {_redact(settings.url)} is at revision {migrate.current(settings.url) or 'base'}"
+    )
     return 0
 
 
@@ -176,7 +207,9 @@ def _tokens_list(args: argparse.Namespace) -> int:
     print(f"{'NAME':24} {'ROLE':12} {'STATE':8} {'EXPERTS':>7}  CREATED")
     for v in views:
         state = "revoked" if v.revoked else "active"
-        print(f"{v.name:24} {v.role:12} {state:8} {v.active_experts:>7}  {v.created_at:%Y-%m-%d %H:%M}")
+        print(
+            f"{v.name:24} {v.role:12} {state:8} {v.active_experts:>7}  {v.created_at:%Y-%m-%d %H:%M}"
+        )
     return 0
 
 
@@ -189,8 +222,10 @@ def _base_register(args: argparse.Namespace) -> int:
     with sessions.begin() as session:
         _, created = base_models.register(session, spec=spec, actor="cli")
     verb = "registered" if created else "already registered:"
-    print(f"{verb} {spec.name} fingerprint {spec.fingerprint} "
-          f"({spec.hidden_size}-d, {len(spec.linear_modules)} linear modules)")
+    print(
+        f"{verb} {spec.name} fingerprint {spec.fingerprint} "
+        f"({spec.hidden_size}-d, {len(spec.linear_modules)} linear modules)"
+    )
     return 0
 
 
@@ -207,7 +242,9 @@ def _base_list(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     try:
@@ -218,8 +255,9 @@ def main(argv: list[str] | None = None) -> int:
         from coordinator.services.errors import ServiceError
         from moerge.models import BaseModelError
 
-        if isinstance(exc, ServiceError | BaseModelError | CliError | OSError) or type(exc).__name__ in {
-            "SchemaError", "ValidationError", "OperationalError"}:
+        if isinstance(exc, ServiceError | BaseModelError | CliError | OSError) or type(
+            exc
+        ).__name__ in {"SchemaError", "ValidationError", "OperationalError"}:
             print(f"moerge-coordinator: error: {exc}", file=sys.stderr)
             return 1
         raise

@@ -26,8 +26,14 @@ from coordinator.services import base_models, contributors
 from coordinator.services.contributors import Principal
 from coordinator.services.uploads import MAX_CHUNK, UploadService
 from coordinator.settings import Settings
-from moerge._proto.v1 import contributors_pb2, contributors_pb2_grpc, experts_pb2, experts_pb2_grpc
-from moerge._proto.v1 import routing_pb2, routing_pb2_grpc
+from moerge._proto.v1 import (
+    contributors_pb2,
+    contributors_pb2_grpc,
+    experts_pb2,
+    experts_pb2_grpc,
+    routing_pb2,
+    routing_pb2_grpc,
+)
 from moerge.models import DEFAULT_BASE_MODEL, default_base_model_path, describe
 
 log = logging.getLogger(__name__)
@@ -50,8 +56,10 @@ def prepare_database(settings: Settings, *, migrate_schema: bool = True) -> None
     if migrate.is_current(settings.url):
         return
     if not migrate_schema:
-        raise SchemaError(f"the registry at {settings.url} is at revision {migrate.current(settings.url)}, "
-                          f"not {migrate.head()}: run `moerge-coordinator migrate`")
+        raise SchemaError(
+            f"the registry at {settings.url} is at revision {migrate.current(settings.url)}, "
+            f"not {migrate.head()}: run `moerge-coordinator migrate`"
+        )
     migrate.upgrade(settings.url)
 
 
@@ -61,8 +69,12 @@ class Coordinator:
         self.engine = make_engine(settings.url)
         self.sessions = session_factory(self.engine)
         self.blobs = BlobStore(settings.blob_dir)
-        self.uploads = UploadService(sessions=self.sessions, blobs=self.blobs, spool=settings.spool_dir,
-                                     limits=settings.limits)
+        self.uploads = UploadService(
+            sessions=self.sessions,
+            blobs=self.blobs,
+            spool=settings.spool_dir,
+            limits=settings.limits,
+        )
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
         self.port = 0
@@ -86,18 +98,26 @@ class Coordinator:
         if self.settings.default_base_model:
             self.register_default_base_model()
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=self.settings.max_workers, thread_name_prefix="rpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=self.settings.max_workers, thread_name_prefix="rpc"
+            ),
             interceptors=[AuthInterceptor(self.authenticate, ADMIN_METHODS)],
-            options=[("grpc.max_receive_message_length", MAX_MESSAGE),
-                     ("grpc.max_send_message_length", MAX_MESSAGE)],
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+            ],
         )
-        contributors_pb2_grpc.add_ContributorServiceServicer_to_server(ContributorServicer(self.sessions), server)
+        contributors_pb2_grpc.add_ContributorServiceServicer_to_server(
+            ContributorServicer(self.sessions), server
+        )
         experts_pb2_grpc.add_ExpertServiceServicer_to_server(
-            ExpertServicer(self.sessions, self.blobs, self.uploads), server)
+            ExpertServicer(self.sessions, self.blobs, self.uploads), server
+        )
         routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(), server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
         self.port = server.add_insecure_port(f"{self.settings.grpc_host}:{self.settings.grpc_port}")
         if self.port == 0:
             raise OSError(f"cannot listen on {self.settings.grpc_host}:{self.settings.grpc_port}")
@@ -105,7 +125,9 @@ class Coordinator:
         self.server = server
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        self._gc_thread = threading.Thread(target=self._collect_garbage, name="upload-gc", daemon=True)
+        self._gc_thread = threading.Thread(
+            target=self._collect_garbage, name="upload-gc", daemon=True
+        )
         self._gc_thread.start()
         threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
         return self.port

@@ -16,16 +16,26 @@ MiB = 1024 * 1024
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MOERGE_", extra="ignore")
 
-    data_dir: Path = Field(Path("moerge-data"), description="registry (SQLite), blobs and upload spool")
-    database_url: str | None = Field(None, description="SQLAlchemy URL; SQLite under data_dir when unset")
-    grpc_host: str = Field("127.0.0.1", description="address to listen on; 0.0.0.0 for every interface")
+    data_dir: Path = Field(
+        Path("moerge-data"), description="registry (SQLite), blobs and upload spool"
+    )
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL; SQLite under data_dir when unset"
+    )
+    grpc_host: str = Field(
+        "127.0.0.1", description="address to listen on; 0.0.0.0 for every interface"
+    )
     grpc_port: int = Field(50051, description="port to listen on; 0 picks a free one")
     max_workers: int = Field(32, description="threads serving RPCs")
     max_file_bytes: int = Field(512 * MiB, description="largest file of an expert")
     max_expert_bytes: int = Field(1024 * MiB, description="largest expert (all files)")
-    upload_ttl_seconds: float = Field(24 * 3600, description="partial uploads older than this are deleted")
+    upload_ttl_seconds: float = Field(
+        24 * 3600, description="partial uploads older than this are deleted"
+    )
     gc_interval_seconds: float = Field(600, description="how often partial uploads are collected")
-    shutdown_grace_seconds: float = Field(30, description="time in-flight RPCs get to finish on shutdown")
+    shutdown_grace_seconds: float = Field(
+        30, description="time in-flight RPCs get to finish on shutdown"
+    )
     default_base_model: bool = Field(True, description="register all-MiniLM-L6-v2 on first start")
 
     @property

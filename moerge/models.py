@@ -61,7 +61,9 @@ def default_base_model_path() -> Path:
 def read_config(model_dir: Path) -> dict[str, Any]:
     path = Path(model_dir) / "config.json"
     if not path.is_file():
-        raise BaseModelError(f"{model_dir}: no config.json; is this a Hugging Face model directory?")
+        raise BaseModelError(
+            f"{model_dir}: no config.json; is this a Hugging Face model directory?"
+        )
     try:
         config = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
@@ -100,7 +102,9 @@ def fingerprint(model_dir: Path) -> str:
     """sha256 over the canonical config and every tensor (name, dtype, shape, bytes)."""
     import torch
 
-    config = {k: v for k, v in read_config(Path(model_dir)).items() if k not in VOLATILE_CONFIG_KEYS}
+    config = {
+        k: v for k, v in read_config(Path(model_dir)).items() if k not in VOLATILE_CONFIG_KEYS
+    }
     digest = hashlib.sha256(FINGERPRINT_VERSION)
     digest.update(json.dumps(config, sort_keys=True, separators=(",", ":")).encode())
     tensors = iter_weights(Path(model_dir))

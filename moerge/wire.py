@@ -38,12 +38,16 @@ def manifest_to_pb(m: ExpertManifest) -> pb.ExpertManifest:
         task_description=m.task_description,
         labels=[pb.Label(name=x.name, description=x.description) for x in m.labels],
         lora=pb.LoraSummary(
-            rank=m.lora.rank, alpha=m.lora.alpha, target_modules=list(m.lora.target_modules),
+            rank=m.lora.rank,
+            alpha=m.lora.alpha,
+            target_modules=list(m.lora.target_modules),
             dropout=m.lora.dropout,
         ),
         files=[pb.FileEntry(path=f.path, size=f.size, sha256=f.sha256) for f in m.files],
-        stats=[pb.StatsEntry(kind=s.kind, path=s.path, meta_json=json.dumps(s.meta, sort_keys=True))
-               for s in m.stats],
+        stats=[
+            pb.StatsEntry(kind=s.kind, path=s.path, meta_json=json.dumps(s.meta, sort_keys=True))
+            for s in m.stats
+        ],
         license=m.license,
     )
 
@@ -52,9 +56,13 @@ def _meta(entry: pb.StatsEntry) -> dict[str, object]:
     try:
         meta = json.loads(entry.meta_json) if entry.meta_json else {}
     except json.JSONDecodeError as exc:
-        raise ValidationError(Problem.INVALID, f"statistics {entry.kind!r}: meta_json is not JSON") from exc
+        raise ValidationError(
+            Problem.INVALID, f"statistics {entry.kind!r}: meta_json is not JSON"
+        ) from exc
     if not isinstance(meta, dict):
-        raise ValidationError(Problem.INVALID, f"statistics {entry.kind!r}: meta_json is not an object")
+        raise ValidationError(
+            Problem.INVALID, f"statistics {entry.kind!r}: meta_json is not an object"
+        )
     return meta
 
 
@@ -68,7 +76,9 @@ def manifest_from_pb(msg: pb.ExpertManifest) -> ExpertManifest:
         labels=tuple(Label(x.name, x.description) for x in msg.labels),
         # float32 on the wire: round so that the digest is stable across round trips
         lora=LoraSummary(
-            msg.lora.rank, round(msg.lora.alpha, 4), tuple(msg.lora.target_modules),
+            msg.lora.rank,
+            round(msg.lora.alpha, 4),
+            tuple(msg.lora.target_modules),
             round(msg.lora.dropout, 4),
         ),
         files=tuple(FileEntry(f.path, f.size, f.sha256) for f in msg.files),
@@ -100,10 +110,23 @@ def expert_to_pb(info: ExpertInfo) -> pb.Expert:
 
 
 def expert_from_pb(msg: pb.Expert) -> ExpertInfo:
-    manifest = manifest_from_pb(pb.ExpertManifest(
-        name=msg.name, version=msg.version, base_model_name=msg.base_model_name,
-        base_model_fingerprint=msg.base_model_fingerprint, task_description=msg.task_description,
-        labels=msg.labels, lora=msg.lora, files=msg.files, stats=msg.stats, license=msg.license,
-    ))
-    created = msg.created_at.ToDatetime(tzinfo=UTC) if msg.HasField("created_at") else datetime.now(UTC)
-    return ExpertInfo(manifest, msg.contributor, STATUS_FROM_PB.get(msg.status, "pending"), created, msg.id)
+    manifest = manifest_from_pb(
+        pb.ExpertManifest(
+            name=msg.name,
+            version=msg.version,
+            base_model_name=msg.base_model_name,
+            base_model_fingerprint=msg.base_model_fingerprint,
+            task_description=msg.task_description,
+            labels=msg.labels,
+            lora=msg.lora,
+            files=msg.files,
+            stats=msg.stats,
+            license=msg.license,
+        )
+    )
+    created = (
+        msg.created_at.ToDatetime(tzinfo=UTC) if msg.HasField("created_at") else datetime.now(UTC)
+    )
+    return ExpertInfo(
+        manifest, msg.contributor, STATUS_FROM_PB.get(msg.status, "pending"), created, msg.id
+    )

@@ -30,7 +30,9 @@ INIT = '"""Generated gRPC stubs of the moerge wire protocol. Never edit by hand.
 
 
 def generate(out: Path) -> None:
-    protos = sorted(str(p.relative_to(SOURCES)) for p in (SOURCES / "moerge" / "v1").glob("*.proto"))
+    protos = sorted(
+        str(p.relative_to(SOURCES)) for p in (SOURCES / "moerge" / "v1").glob("*.proto")
+    )
     well_known = str(resources.files("grpc_tools") / "_proto")
     with tempfile.TemporaryDirectory() as tmp:
         args = [
@@ -70,8 +72,12 @@ def check() -> int:
         return 0
     for name in sorted(set(expected) | set(actual)):
         diff = difflib.unified_diff(
-            actual.get(name, "").splitlines(), expected.get(name, "").splitlines(),
-            f"committed/{name}", f"fresh/{name}", lineterm="", n=1,
+            actual.get(name, "").splitlines(),
+            expected.get(name, "").splitlines(),
+            f"committed/{name}",
+            f"fresh/{name}",
+            lineterm="",
+            n=1,
         )
         for line in list(diff)[:40]:
             print(line)

@@ -22,7 +22,9 @@ from moerge.experts.manifest import Label  # noqa: E402
 from moerge.models import BaseModelSpec  # noqa: E402
 from tests.support import CoordinatorProcess, tiny_bert  # noqa: E402
 
-PG_URL = os.environ.get("MOERGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "MOERGE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 BACKENDS = ["sqlite", "postgresql"]
 TINY_BASE = "tiny-bert"
 
@@ -93,7 +95,9 @@ def empty_database(backend: str, directory: Path) -> Iterator[str]:
 
 
 @pytest.fixture(params=BACKENDS)
-def database_url(request: pytest.FixtureRequest, templates: dict[str, str], tmp_path: Path) -> Iterator[str]:
+def database_url(
+    request: pytest.FixtureRequest, templates: dict[str, str], tmp_path: Path
+) -> Iterator[str]:
     with new_database(request.param, templates, tmp_path) as url:
         yield url
 
@@ -130,19 +134,35 @@ def make_expert(tiny_base: tuple[Path, BaseModelSpec], tmp_path: Path) -> Expert
     """Build a real PEFT LoRA expert directory on the tiny base model."""
     from moerge.experts.adapters import create_lora
 
-    def build(name: str, version: str = "1", *, rank: int = 4, seed: int = 0,
-              targets: tuple[str, ...] = ("query", "value")) -> Path:
+    def build(
+        name: str,
+        version: str = "1",
+        *,
+        rank: int = 4,
+        seed: int = 0,
+        targets: tuple[str, ...] = ("query", "value"),
+    ) -> Path:
         out = tmp_path / "experts" / f"{name}-{version}-{uuid.uuid4().hex[:4]}"
-        return create_lora(tiny_base[0], out, name=name, version=version, base_name=TINY_BASE, rank=rank,
-                           seed=seed, target_modules=targets, task_description=f"task of {name}",
-                           labels=[Label("pos", "positive"), Label("neg", "negative")])
+        return create_lora(
+            tiny_base[0],
+            out,
+            name=name,
+            version=version,
+            base_name=TINY_BASE,
+            rank=rank,
+            seed=seed,
+            target_modules=targets,
+            task_description=f"task of {name}",
+            labels=[Label("pos", "positive"), Label("neg", "negative")],
+        )
 
     return build
 
 
 @contextmanager
-def running_coordinator(url: str, data_dir: Path, spec: BaseModelSpec, *extra: str
-                        ) -> Iterator[CoordinatorProcess]:
+def running_coordinator(
+    url: str, data_dir: Path, spec: BaseModelSpec, *extra: str
+) -> Iterator[CoordinatorProcess]:
     register_base(url, spec)
     process = CoordinatorProcess(data_dir, url, tuple(extra)).start()
     try:
@@ -152,11 +172,16 @@ def running_coordinator(url: str, data_dir: Path, spec: BaseModelSpec, *extra: s
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def coordinator(request: pytest.FixtureRequest, templates: dict[str, str],
-                tmp_path_factory: pytest.TempPathFactory,
-                tiny_base: tuple[Path, BaseModelSpec]) -> Iterator[CoordinatorProcess]:
+def coordinator(
+    request: pytest.FixtureRequest,
+    templates: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_base: tuple[Path, BaseModelSpec],
+) -> Iterator[CoordinatorProcess]:
     """One real coordinator per backend for a test module; tests use their own names."""
     directory = tmp_path_factory.mktemp(f"coordinator-{request.param}")
-    with new_database(request.param, templates, directory) as url, \
-            running_coordinator(url, directory / "data", tiny_base[1]) as process:
+    with (
+        new_database(request.param, templates, directory) as url,
+        running_coordinator(url, directory / "data", tiny_base[1]) as process,
+    ):
         yield process

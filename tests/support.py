@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -24,16 +25,33 @@ def tiny_bert(path: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -
     from transformers import BertConfig, BertModel
 
     torch.manual_seed(seed)
-    config = BertConfig(vocab_size=128, hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=128,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=64,
+    )
     BertModel(config).save_pretrained(str(path))
     return path
 
 
-def run_cli(module: str, *args: str, env: dict[str, str] | None = None, check: bool = True,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                            env={**os.environ, **(env or {})}, timeout=timeout, cwd=ROOT)
+def run_cli(
+    module: str,
+    *args: str,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        cwd=ROOT,
+    )
     if check and result.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
@@ -60,9 +78,21 @@ class CoordinatorProcess:
     def start(self, timeout: float = 60) -> CoordinatorProcess:
         self.output = []
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "coordinator", "serve", *self.cli_args(), "--grpc-port", "0",
-             "--no-default-base-model", *self.extra],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "coordinator",
+                "serve",
+                *self.cli_args(),
+                "--grpc-port",
+                "0",
+                "--no-default-base-model",
+                *self.extra,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=ROOT,
         )
         threading.Thread(target=self._pump, daemon=True).start()
         deadline = time.monotonic() + timeout
@@ -157,10 +187,8 @@ class CuttingProxy:
             return
         finally:
             for sock in (client, upstream):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 sock.close()
 
     def close(self) -> None:

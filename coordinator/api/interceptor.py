@@ -60,7 +60,9 @@ def bearer_token(metadata: Any) -> str | None:
 
 
 class _Guard:
-    def __init__(self, authenticate: Callable[[str | None], Principal], admin: bool, token: str | None):
+    def __init__(
+        self, authenticate: Callable[[str | None], Principal], admin: bool, token: str | None
+    ):
         self.authenticate, self.admin, self.token = authenticate, admin, token
 
     def enter(self) -> None:
@@ -69,14 +71,18 @@ class _Guard:
             require_admin(caller)
         PRINCIPAL.set(caller)
 
-    def call(self, behavior: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Any:
+    def call(
+        self, behavior: Callable[..., Any], request: Any, context: grpc.ServicerContext
+    ) -> Any:
         try:
             self.enter()
             return behavior(request, context)
         except Exception as exc:  # noqa: BLE001 - mapped to a status below
             _abort(context, exc)
 
-    def stream(self, behavior: Callable[..., Any], request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+    def stream(
+        self, behavior: Callable[..., Any], request: Any, context: grpc.ServicerContext
+    ) -> Iterator[Any]:
         try:
             self.enter()
             yield from behavior(request, context)
@@ -93,11 +99,15 @@ def _abort(context: grpc.ServicerContext, exc: Exception) -> None:
     if already or isinstance(exc, grpc.RpcError) or not context.is_active():
         raise exc  # the call was aborted already, or the client went away
     log.exception("unexpected error in %s", type(exc).__name__)
-    context.abort(grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the coordinator log")
+    context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error ({type(exc).__name__}); see the coordinator log"
+    )
 
 
 class AuthInterceptor(grpc.ServerInterceptor):
-    def __init__(self, authenticate: Callable[[str | None], Principal], admin_methods: set[str]) -> None:
+    def __init__(
+        self, authenticate: Callable[[str | None], Principal], admin_methods: set[str]
+    ) -> None:
         self.authenticate = authenticate
         self.admin_methods = admin_methods
 
@@ -105,8 +115,11 @@ class AuthInterceptor(grpc.ServerInterceptor):
         handler = continuation(details)
         if handler is None or details.method.startswith(OPEN_PREFIXES):
             return handler
-        guard = _Guard(self.authenticate, details.method in self.admin_methods,
-                       bearer_token(details.invocation_metadata))
+        guard = _Guard(
+            self.authenticate,
+            details.method in self.admin_methods,
+            bearer_token(details.invocation_metadata),
+        )
         return _wrap(handler, guard)
 
 

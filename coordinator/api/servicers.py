@@ -25,8 +25,10 @@ from moerge.experts.manifest import ExpertInfo
 ROLE_TO_PB = {"contributor": cpb.ROLE_CONTRIBUTOR, "admin": cpb.ROLE_ADMIN}
 ROLE_FROM_PB = {v: k for k, v in ROLE_TO_PB.items()}
 STATE_TO_PB = {
-    "new": epb.UPLOAD_STATE_NEW, "receiving": epb.UPLOAD_STATE_RECEIVING,
-    "committed": epb.UPLOAD_STATE_COMMITTED, "failed": epb.UPLOAD_STATE_FAILED,
+    "new": epb.UPLOAD_STATE_NEW,
+    "receiving": epb.UPLOAD_STATE_RECEIVING,
+    "committed": epb.UPLOAD_STATE_COMMITTED,
+    "failed": epb.UPLOAD_STATE_FAILED,
     "abandoned": epb.UPLOAD_STATE_ABANDONED,
 }
 NO_ROUTER = "no router is available yet: this coordinator does not run the gating job"
@@ -38,8 +40,12 @@ ADMIN_METHODS = {
 
 
 def _contributor_pb(view: contributors.ContributorView) -> cpb.Contributor:
-    msg = cpb.Contributor(name=view.name, role=ROLE_TO_PB[view.role], revoked=view.revoked,
-                          active_experts=view.active_experts)
+    msg = cpb.Contributor(
+        name=view.name,
+        role=ROLE_TO_PB[view.role],
+        revoked=view.revoked,
+        active_experts=view.active_experts,
+    )
     msg.created_at.FromDatetime(view.created_at)
     return msg
 
@@ -52,42 +58,57 @@ class ContributorServicer(cgrpc.ContributorServiceServicer):
         with self.sessions() as session:
             return _contributor_pb(contributors.describe(session, principal=principal()))
 
-    def CreateToken(self, request: cpb.CreateTokenRequest, context: grpc.ServicerContext) -> cpb.CreateTokenResponse:
+    def CreateToken(
+        self, request: cpb.CreateTokenRequest, context: grpc.ServicerContext
+    ) -> cpb.CreateTokenResponse:
         role = ROLE_FROM_PB.get(request.role, "contributor")
         with self.sessions.begin() as session:
-            view, token = contributors.create(session, name=request.name, role=role, actor=principal().name)
+            view, token = contributors.create(
+                session, name=request.name, role=role, actor=principal().name
+            )
         return cpb.CreateTokenResponse(contributor=_contributor_pb(view), token=token)
 
-    def RevokeToken(self, request: cpb.RevokeTokenRequest, context: grpc.ServicerContext) -> cpb.Contributor:
+    def RevokeToken(
+        self, request: cpb.RevokeTokenRequest, context: grpc.ServicerContext
+    ) -> cpb.Contributor:
         with self.sessions.begin() as session:
-            return _contributor_pb(contributors.revoke(session, name=request.name, actor=principal().name))
+            return _contributor_pb(
+                contributors.revoke(session, name=request.name, actor=principal().name)
+            )
 
     def ListContributors(
         self, request: cpb.ListContributorsRequest, context: grpc.ServicerContext
     ) -> cpb.ListContributorsResponse:
         with self.sessions() as session:
             return cpb.ListContributorsResponse(
-                contributors=[_contributor_pb(v) for v in contributors.list_all(session)])
+                contributors=[_contributor_pb(v) for v in contributors.list_all(session)]
+            )
 
 
 class ExpertServicer(egrpc.ExpertServiceServicer):
-    def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, uploads: UploadService) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], blobs: BlobStore, uploads: UploadService
+    ) -> None:
         self.sessions = sessions
         self.blobs = blobs
         self.uploads = uploads
 
-    def Upload(self, request_iterator: Iterator[epb.UploadRequest], context: grpc.ServicerContext
-               ) -> epb.UploadResponse:
+    def Upload(
+        self, request_iterator: Iterator[epb.UploadRequest], context: grpc.ServicerContext
+    ) -> epb.UploadResponse:
         first = next(request_iterator, None)
         if first is None or not first.HasField("manifest"):
-            raise ServiceError(Code.INVALID_ARGUMENT, "an upload must start with the expert's manifest")
+            raise ServiceError(
+                Code.INVALID_ARGUMENT, "an upload must start with the expert's manifest"
+            )
         manifest = wire.manifest_from_pb(first.manifest)
         caller = principal()
         upload_id = self.uploads.upload_id(caller, manifest)
         opened = self.uploads.open(caller, manifest)
         if isinstance(opened, ExpertInfo):
-            return epb.UploadResponse(expert=wire.expert_to_pb(opened), already_existed=True,
-                                      upload_id=upload_id)
+            return epb.UploadResponse(
+                expert=wire.expert_to_pb(opened), already_existed=True, upload_id=upload_id
+            )
         try:
             for request in request_iterator:
                 if not request.HasField("chunk"):
@@ -98,25 +119,36 @@ class ExpertServicer(egrpc.ExpertServiceServicer):
             self.uploads.release(opened)
         return epb.UploadResponse(expert=wire.expert_to_pb(info), upload_id=upload_id)
 
-    def GetUploadStatus(self, request: epb.GetUploadStatusRequest, context: grpc.ServicerContext
-                        ) -> epb.UploadStatus:
+    def GetUploadStatus(
+        self, request: epb.GetUploadStatusRequest, context: grpc.ServicerContext
+    ) -> epb.UploadStatus:
         manifest = wire.manifest_from_pb(request.manifest)
         progress = self.uploads.progress(principal(), manifest)
         sizes = {f.path: f.size for f in manifest.files}
         msg = epb.UploadStatus(
-            upload_id=progress.upload_id, state=STATE_TO_PB[progress.state], error=progress.error,
-            files=[epb.FileProgress(path=p, received=n, size=sizes[p]) for p, n in progress.received.items()],
+            upload_id=progress.upload_id,
+            state=STATE_TO_PB[progress.state],
+            error=progress.error,
+            files=[
+                epb.FileProgress(path=p, received=n, size=sizes[p])
+                for p, n in progress.received.items()
+            ],
         )
         if progress.expert is not None:
             msg.expert.CopyFrom(wire.expert_to_pb(progress.expert))
         return msg
 
-    def ListExperts(self, request: epb.ListExpertsRequest, context: grpc.ServicerContext
-                    ) -> epb.ListExpertsResponse:
+    def ListExperts(
+        self, request: epb.ListExpertsRequest, context: grpc.ServicerContext
+    ) -> epb.ListExpertsResponse:
         with self.sessions() as session:
             infos = experts.list_experts(
-                session, principal=principal(), base_model_name=request.base_model_name,
-                include_retired=request.include_retired, mine=request.mine)
+                session,
+                principal=principal(),
+                base_model_name=request.base_model_name,
+                include_retired=request.include_retired,
+                mine=request.mine,
+            )
         return epb.ListExpertsResponse(experts=[wire.expert_to_pb(i) for i in infos])
 
     def GetExpert(self, request: epb.ExpertRef, context: grpc.ServicerContext) -> common.Expert:
@@ -124,8 +156,9 @@ class ExpertServicer(egrpc.ExpertServiceServicer):
             row = experts.get(session, name=request.name, version=request.version)
             return wire.expert_to_pb(experts.to_info(row))
 
-    def DownloadExpert(self, request: epb.ExpertRef, context: grpc.ServicerContext
-                       ) -> Iterator[epb.DownloadResponse]:
+    def DownloadExpert(
+        self, request: epb.ExpertRef, context: grpc.ServicerContext
+    ) -> Iterator[epb.DownloadResponse]:
         with self.sessions() as session:
             row = experts.get(session, name=request.name, version=request.version)
             info = experts.to_info(row)
@@ -135,25 +168,39 @@ class ExpertServicer(egrpc.ExpertServiceServicer):
             offset = 0
             try:
                 for data in self.blobs.iter_chunks(blob, MAX_CHUNK):
-                    yield epb.DownloadResponse(chunk=epb.FileChunk(path=path, offset=offset, data=data))
+                    yield epb.DownloadResponse(
+                        chunk=epb.FileChunk(path=path, offset=offset, data=data)
+                    )
                     offset += len(data)
             except Exception as exc:  # a missing or corrupt blob is never served as good
                 raise ServiceError(Code.DATA_LOSS, f"{info.manifest.ref}/{path}: {exc}") from exc
 
-    def RetireExpert(self, request: epb.RetireExpertRequest, context: grpc.ServicerContext) -> common.Expert:
+    def RetireExpert(
+        self, request: epb.RetireExpertRequest, context: grpc.ServicerContext
+    ) -> common.Expert:
         with self.sessions.begin() as session:
-            info = experts.retire(session, principal=principal(), name=request.name,
-                                  version=request.version, reason=request.reason)
+            info = experts.retire(
+                session,
+                principal=principal(),
+                name=request.name,
+                version=request.version,
+                reason=request.reason,
+            )
         return wire.expert_to_pb(info)
 
-    def ListBaseModels(self, request: epb.ListBaseModelsRequest, context: grpc.ServicerContext
-                       ) -> epb.ListBaseModelsResponse:
+    def ListBaseModels(
+        self, request: epb.ListBaseModelsRequest, context: grpc.ServicerContext
+    ) -> epb.ListBaseModelsResponse:
         with self.sessions() as session:
             models = base_models.list_all(session)
         out = []
         for spec, created in models:
-            msg = common.BaseModel(name=spec.name, fingerprint=spec.fingerprint, hidden_size=spec.hidden_size,
-                                   linear_modules=sorted(spec.linear_modules))
+            msg = common.BaseModel(
+                name=spec.name,
+                fingerprint=spec.fingerprint,
+                hidden_size=spec.hidden_size,
+                linear_modules=sorted(spec.linear_modules),
+            )
             msg.created_at.FromDatetime(created)
             out.append(msg)
         return epb.ListBaseModelsResponse(base_models=out)
@@ -165,5 +212,7 @@ class RoutingServicer(rgrpc.RoutingServiceServicer):
     def Route(self, request: rpb.RouteRequest, context: grpc.ServicerContext) -> rpb.RouteResponse:
         raise ServiceError(Code.UNIMPLEMENTED, NO_ROUTER)
 
-    def Predict(self, request: rpb.PredictRequest, context: grpc.ServicerContext) -> rpb.PredictResponse:
+    def Predict(
+        self, request: rpb.PredictRequest, context: grpc.ServicerContext
+    ) -> rpb.PredictResponse:
         raise ServiceError(Code.UNIMPLEMENTED, NO_ROUTER)

@@ -20,22 +20,34 @@ def to_spec(row: BaseModelEntry) -> BaseModelSpec:
 def register(session: Session, *, spec: BaseModelSpec, actor: str) -> tuple[BaseModelSpec, bool]:
     """Register a base model; (spec, created). Registering the same model twice is a no-op."""
     by_name = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == spec.name))
-    by_print = session.scalar(select(BaseModelEntry).where(BaseModelEntry.fingerprint == spec.fingerprint))
+    by_print = session.scalar(
+        select(BaseModelEntry).where(BaseModelEntry.fingerprint == spec.fingerprint)
+    )
     if by_name is not None and by_name is by_print:
         return to_spec(by_name), False
     if by_name is not None:
-        raise ServiceError(Code.ALREADY_EXISTS,
-                           f"base model {spec.name!r} is registered with another fingerprint")
+        raise ServiceError(
+            Code.ALREADY_EXISTS, f"base model {spec.name!r} is registered with another fingerprint"
+        )
     if by_print is not None:
-        raise ServiceError(Code.ALREADY_EXISTS,
-                           f"this model is already registered as {by_print.name!r}")
+        raise ServiceError(
+            Code.ALREADY_EXISTS, f"this model is already registered as {by_print.name!r}"
+        )
     row = BaseModelEntry(
-        name=spec.name, fingerprint=spec.fingerprint, hidden_size=spec.hidden_size, spec=spec.to_json()
+        name=spec.name,
+        fingerprint=spec.fingerprint,
+        hidden_size=spec.hidden_size,
+        spec=spec.to_json(),
     )
     session.add(row)
     session.flush()
-    audit.record(session, actor=actor, action="base_model.register", target=spec.name,
-                 fingerprint=spec.fingerprint)
+    audit.record(
+        session,
+        actor=actor,
+        action="base_model.register",
+        target=spec.name,
+        fingerprint=spec.fingerprint,
+    )
     return spec, True
 
 

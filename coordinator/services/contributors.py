@@ -52,20 +52,29 @@ def new_token() -> str:
 
 def _view(session: Session, row: Contributor) -> ContributorView:
     count = session.scalar(
-        select(func.count()).select_from(Expert)
+        select(func.count())
+        .select_from(Expert)
         .where(Expert.contributor_id == row.id, Expert.status == "active")
     )
-    return ContributorView(row.name, row.role, row.created_at, row.revoked_at is not None, int(count or 0))
+    return ContributorView(
+        row.name, row.role, row.created_at, row.revoked_at is not None, int(count or 0)
+    )
 
 
-def create(session: Session, *, name: str, role: str = "contributor", actor: str) -> tuple[ContributorView, str]:
+def create(
+    session: Session, *, name: str, role: str = "contributor", actor: str
+) -> tuple[ContributorView, str]:
     """A new contributor and its token (returned once, never stored)."""
     if not NAME_RE.match(name):
         raise ServiceError(Code.INVALID_ARGUMENT, f"contributor name {name!r} is invalid")
     if role not in ROLES:
-        raise ServiceError(Code.INVALID_ARGUMENT, f"role {role!r} is invalid (expected {' or '.join(ROLES)})")
+        raise ServiceError(
+            Code.INVALID_ARGUMENT, f"role {role!r} is invalid (expected {' or '.join(ROLES)})"
+        )
     if session.scalar(select(Contributor).where(Contributor.name == name)) is not None:
-        raise ServiceError(Code.ALREADY_EXISTS, f"contributor {name!r} already exists; use `tokens rotate`")
+        raise ServiceError(
+            Code.ALREADY_EXISTS, f"contributor {name!r} already exists; use `tokens rotate`"
+        )
     token = new_token()
     row = Contributor(name=name, role=role, token_hash=hash_token(token))
     session.add(row)
@@ -110,7 +119,9 @@ def describe(session: Session, *, principal: Principal) -> ContributorView:
 
 def authenticate(session: Session, *, token: str | None) -> Principal:
     if not token:
-        raise ServiceError(Code.UNAUTHENTICATED, "missing token: send 'authorization: Bearer <token>'")
+        raise ServiceError(
+            Code.UNAUTHENTICATED, "missing token: send 'authorization: Bearer <token>'"
+        )
     row = session.scalar(select(Contributor).where(Contributor.token_hash == hash_token(token)))
     if row is None:
         raise ServiceError(Code.UNAUTHENTICATED, "invalid token")

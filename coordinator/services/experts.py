@@ -55,15 +55,24 @@ def list_experts(
     return [to_info(row) for row in session.scalars(query).unique()]
 
 
-def retire(session: Session, *, principal: Principal, name: str, version: str, reason: str = "") -> ExpertInfo:
+def retire(
+    session: Session, *, principal: Principal, name: str, version: str, reason: str = ""
+) -> ExpertInfo:
     row = get(session, name=name, version=version)
     if row.contributor_id != principal.id and not principal.is_admin:
-        raise denied(f"{principal.name!r} may not retire {row.name}:{row.version}, "
-                     f"which belongs to {row.contributor.name!r}")
+        raise denied(
+            f"{principal.name!r} may not retire {row.name}:{row.version}, "
+            f"which belongs to {row.contributor.name!r}"
+        )
     if row.status != "retired":
         row.status = "retired"
-        audit.record(session, actor=principal.name, action="expert.retire",
-                     target=f"{row.name}:{row.version}", reason=reason)
+        audit.record(
+            session,
+            actor=principal.name,
+            action="expert.retire",
+            target=f"{row.name}:{row.version}",
+            reason=reason,
+        )
     return to_info(row)
 
 

@@ -87,22 +87,34 @@ class UploadStream:
     def write(self, path: str, offset: int, data: bytes) -> None:
         part = self.parts.get(path)
         if part is None:
-            raise ServiceError(Code.INVALID_ARGUMENT, f"chunk for {path!r}, which the manifest does not list")
+            raise ServiceError(
+                Code.INVALID_ARGUMENT, f"chunk for {path!r}, which the manifest does not list"
+            )
         if len(data) > MAX_CHUNK:
-            raise ServiceError(Code.INVALID_ARGUMENT, f"chunk of {len(data)} bytes; the limit is {MAX_CHUNK}")
+            raise ServiceError(
+                Code.INVALID_ARGUMENT, f"chunk of {len(data)} bytes; the limit is {MAX_CHUNK}"
+            )
         if offset != part.size:
-            raise ServiceError(Code.FAILED_PRECONDITION,
-                               f"{path}: chunk at offset {offset}, but {part.size} bytes are stored; "
-                               f"resume from {part.size}")
+            raise ServiceError(
+                Code.FAILED_PRECONDITION,
+                f"{path}: chunk at offset {offset}, but {part.size} bytes are stored; "
+                f"resume from {part.size}",
+            )
         if part.size + len(data) > part.declared:
-            raise ServiceError(Code.INVALID_ARGUMENT,
-                               f"{path}: more bytes than the {part.declared} the manifest declares")
+            raise ServiceError(
+                Code.INVALID_ARGUMENT,
+                f"{path}: more bytes than the {part.declared} the manifest declares",
+            )
         part.handle.write(data)
         part.digest.update(data)
         part.size += len(data)
 
     def missing(self) -> list[str]:
-        return [f"{p}: {x.size} of {x.declared} bytes" for p, x in self.parts.items() if x.size < x.declared]
+        return [
+            f"{p}: {x.size} of {x.declared} bytes"
+            for p, x in self.parts.items()
+            if x.size < x.declared
+        ]
 
     def close(self) -> None:
         """Flush and fsync every part, so that what the status reports is durable."""
@@ -122,8 +134,9 @@ def _fsync(handle: BinaryIO) -> None:
 
 
 class UploadService:
-    def __init__(self, *, sessions: sessionmaker[Session], blobs: BlobStore, spool: Path,
-                 limits: Limits) -> None:
+    def __init__(
+        self, *, sessions: sessionmaker[Session], blobs: BlobStore, spool: Path, limits: Limits
+    ) -> None:
         self.sessions = sessions
         self.blobs = blobs
         self.spool = Path(spool)
@@ -155,8 +168,9 @@ class UploadService:
             expert = None
             if row.state == "committed" and row.expert_id:
                 expert = experts.to_info(session.get_one(Expert, row.expert_id))
-            return UploadProgress(upload_id, row.state, self._received(upload_id, manifest), expert,
-                                  row.error or "")
+            return UploadProgress(
+                upload_id, row.state, self._received(upload_id, manifest), expert, row.error or ""
+            )
 
     # -- opening a stream ------------------------------------------------------
 
@@ -166,9 +180,12 @@ class UploadService:
         upload_id = self.upload_id(principal, manifest)
         with self._mutex:
             if upload_id in self._active:
-                raise ServiceError(Code.ABORTED, f"another stream is already sending upload {upload_id}")
+                raise ServiceError(
+                    Code.ABORTED, f"another stream is already sending upload {upload_id}"
+                )
             self._active[upload_id] = stream = UploadStream(
-                upload_id, principal, manifest, self._dir(upload_id))
+                upload_id, principal, manifest, self._dir(upload_id)
+            )
         try:
             existing = self._register(principal, manifest, upload_id)
             if existing is not None:
@@ -177,13 +194,16 @@ class UploadService:
             stream.directory.mkdir(parents=True, exist_ok=True)
             for index, entry in enumerate(manifest.files):
                 stream.parts[entry.path] = _Part.open(
-                    stream.directory / _part_name(index), entry.size, entry.sha256)
+                    stream.directory / _part_name(index), entry.size, entry.sha256
+                )
             return stream
         except BaseException:
             self.release(stream)
             raise
 
-    def _register(self, principal: Principal, manifest: ExpertManifest, upload_id: str) -> ExpertInfo | None:
+    def _register(
+        self, principal: Principal, manifest: ExpertManifest, upload_id: str
+    ) -> ExpertInfo | None:
         with self.sessions.begin() as session:
             check_base(manifest, base_models.get(session, name=manifest.base_model_name))
             existing = _pool_conflicts(session, principal, manifest)
@@ -191,10 +211,23 @@ class UploadService:
                 return existing
             row = session.get(Upload, upload_id)
             if row is None:
-                session.add(Upload(id=upload_id, contributor_id=principal.id, manifest=manifest.to_json(),
-                                   manifest_digest=manifest.digest(), state="receiving"))
-                audit.record(session, actor=principal.name, action="upload.start", target=manifest.ref,
-                             upload_id=upload_id, bytes=manifest.total_size)
+                session.add(
+                    Upload(
+                        id=upload_id,
+                        contributor_id=principal.id,
+                        manifest=manifest.to_json(),
+                        manifest_digest=manifest.digest(),
+                        state="receiving",
+                    )
+                )
+                audit.record(
+                    session,
+                    actor=principal.name,
+                    action="upload.start",
+                    target=manifest.ref,
+                    upload_id=upload_id,
+                    bytes=manifest.total_size,
+                )
             elif row.state != "receiving":  # failed or abandoned earlier: start over
                 shutil.rmtree(self._dir(upload_id), ignore_errors=True)
                 row.state, row.error, row.updated_at = "receiving", None, utcnow()
@@ -206,7 +239,9 @@ class UploadService:
         """End a stream: its bytes stay durable for a later resume."""
         try:
             stream.close()
-            with self.sessions.begin() as session:  # before forgetting: the collector skips it until then
+            with (
+                self.sessions.begin() as session
+            ):  # before forgetting: the collector skips it until then
                 row = session.get(Upload, stream.upload_id)
                 if row is not None and row.state == "receiving":
                     row.updated_at = utcnow()
@@ -244,8 +279,10 @@ class UploadService:
             if actual != part.sha256:
                 part.path.unlink(missing_ok=True)  # the next attempt sends this file again
                 raise ValidationError(
-                    Problem.CORRUPT, f"{path}: received bytes hash to {actual[:12]}…, "
-                                     f"the manifest declares {part.sha256[:12]}…; send the file again")
+                    Problem.CORRUPT,
+                    f"{path}: received bytes hash to {actual[:12]}…, "
+                    f"the manifest declares {part.sha256[:12]}…; send the file again",
+                )
 
     def _validate(self, stream: UploadStream) -> None:
         manifest = stream.manifest
@@ -263,18 +300,27 @@ class UploadService:
         with self.sessions.begin() as session:
             row = session.get_one(Upload, stream.upload_id)
             row.state, row.error, row.updated_at = "failed", error, utcnow()
-            audit.record(session, actor=stream.principal.name, action="upload.refuse",
-                         target=stream.manifest.ref, error=error)
+            audit.record(
+                session,
+                actor=stream.principal.name,
+                action="upload.refuse",
+                target=stream.manifest.ref,
+                error=error,
+            )
 
     def _publish(self, stream: UploadStream) -> ExpertInfo:
         manifest = stream.manifest
-        blobs = {path: self.blobs.put_file(part.path, part.sha256) for path, part in stream.parts.items()}
+        blobs = {
+            path: self.blobs.put_file(part.path, part.sha256) for path, part in stream.parts.items()
+        }
         try:
             with self.sessions.begin() as session:
                 info = _insert_expert(session, stream, blobs)
         except IntegrityError as exc:
-            raise ServiceError(Code.ALREADY_EXISTS,
-                               f"expert {manifest.ref} was committed by another upload meanwhile") from exc
+            raise ServiceError(
+                Code.ALREADY_EXISTS,
+                f"expert {manifest.ref} was committed by another upload meanwhile",
+            ) from exc
         shutil.rmtree(stream.directory, ignore_errors=True)
         return info
 
@@ -285,8 +331,9 @@ class UploadService:
         cutoff = utcnow() - older_than
         removed = 0
         with self.sessions.begin() as session:
-            stale = session.scalars(select(Upload).where(Upload.state == "receiving",
-                                                         Upload.updated_at < cutoff))
+            stale = session.scalars(
+                select(Upload).where(Upload.state == "receiving", Upload.updated_at < cutoff)
+            )
             for row in stale:
                 with self._mutex:
                     if row.id in self._active:
@@ -313,21 +360,32 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _pool_conflicts(session: Session, principal: Principal, manifest: ExpertManifest) -> ExpertInfo | None:
+def _pool_conflicts(
+    session: Session, principal: Principal, manifest: ExpertManifest
+) -> ExpertInfo | None:
     """The identical expert already in the pool, or an error when the name or version is taken."""
     same = experts.find(session, name=manifest.name, version=manifest.version)
     if same is not None:
         if same.contributor_id != principal.id:
-            raise denied(f"expert name {manifest.name!r} belongs to contributor {same.contributor.name!r}")
+            raise denied(
+                f"expert name {manifest.name!r} belongs to contributor {same.contributor.name!r}"
+            )
         if ExpertManifest.from_json(same.manifest).digest() == manifest.digest():
             return experts.to_info(same)
-        raise ServiceError(Code.ALREADY_EXISTS,
-                           f"expert {manifest.ref} already exists with different content; "
-                           "upload it as a new version")
-    owner = session.scalar(select(Expert).where(Expert.name == manifest.name,
-                                                Expert.contributor_id != principal.id).limit(1))
+        raise ServiceError(
+            Code.ALREADY_EXISTS,
+            f"expert {manifest.ref} already exists with different content; "
+            "upload it as a new version",
+        )
+    owner = session.scalar(
+        select(Expert)
+        .where(Expert.name == manifest.name, Expert.contributor_id != principal.id)
+        .limit(1)
+    )
     if owner is not None:
-        raise denied(f"expert name {manifest.name!r} belongs to contributor {owner.contributor.name!r}")
+        raise denied(
+            f"expert name {manifest.name!r} belongs to contributor {owner.contributor.name!r}"
+        )
     return None
 
 
@@ -338,19 +396,35 @@ def _insert_expert(session: Session, stream: UploadStream, blobs: dict[str, str]
     if existing is not None:
         upload.state, upload.expert_id, upload.updated_at = "committed", existing.id, utcnow()
         return existing
-    base = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == manifest.base_model_name))
+    base = session.scalar(
+        select(BaseModelEntry).where(BaseModelEntry.name == manifest.base_model_name)
+    )
     assert base is not None
     row = Expert(
-        id=uuid.uuid4().hex, contributor_id=principal.id, base_model_id=base.id, name=manifest.name,
-        version=manifest.version, status="active", adapter_config_blob=blobs[ADAPTER_CONFIG],
-        adapter_weights_blob=blobs[ADAPTER_WEIGHTS], size_bytes=manifest.total_size,
+        id=uuid.uuid4().hex,
+        contributor_id=principal.id,
+        base_model_id=base.id,
+        name=manifest.name,
+        version=manifest.version,
+        status="active",
+        adapter_config_blob=blobs[ADAPTER_CONFIG],
+        adapter_weights_blob=blobs[ADAPTER_WEIGHTS],
+        size_bytes=manifest.total_size,
         manifest=manifest.to_json(),
-        stats=[ExpertStats(kind=s.kind, blob=blobs[s.path], meta=dict(s.meta)) for s in manifest.stats],
+        stats=[
+            ExpertStats(kind=s.kind, blob=blobs[s.path], meta=dict(s.meta)) for s in manifest.stats
+        ],
     )
     session.add(row)
     session.flush()
     upload.state, upload.expert_id, upload.updated_at = "committed", row.id, utcnow()
-    audit.record(session, actor=principal.name, action="expert.upload", target=manifest.ref,
-                 expert_id=row.id, bytes=manifest.total_size)
+    audit.record(
+        session,
+        actor=principal.name,
+        action="expert.upload",
+        target=manifest.ref,
+        expert_id=row.id,
+        bytes=manifest.total_size,
+    )
     session.refresh(row)
     return experts.to_info(row)

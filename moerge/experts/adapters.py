@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,9 +11,16 @@ from moerge.experts.manifest import Label, write_expert_metadata
 from moerge.models import fingerprint
 
 
-def expert_metadata(*, name: str, version: str, base_name: str, base_fingerprint: str,
-                    task_description: str = "", labels: Sequence[Label] = (),
-                    license: str = "") -> dict[str, Any]:
+def expert_metadata(
+    *,
+    name: str,
+    version: str,
+    base_name: str,
+    base_fingerprint: str,
+    task_description: str = "",
+    labels: Sequence[Label] = (),
+    license: str = "",
+) -> dict[str, Any]:
     return {
         "name": name,
         "version": version,
@@ -33,10 +41,19 @@ def save_expert(peft_model: Any, out_dir: Path, metadata: dict[str, Any]) -> Pat
     return out_dir
 
 
-def create_lora(base_dir: Path, out_dir: Path, *, name: str, version: str = "1",
-                base_name: str | None = None, rank: int = 8,
-                target_modules: Sequence[str] = ("query", "value"), seed: int = 0,
-                task_description: str = "", labels: Sequence[Label] = ()) -> Path:
+def create_lora(
+    base_dir: Path,
+    out_dir: Path,
+    *,
+    name: str,
+    version: str = "1",
+    base_name: str | None = None,
+    rank: int = 8,
+    target_modules: Sequence[str] = ("query", "value"),
+    seed: int = 0,
+    task_description: str = "",
+    labels: Sequence[Label] = (),
+) -> Path:
     """A freshly initialised (untrained) LoRA expert on a local base model.
 
     Both LoRA matrices are drawn at random, so that the adapter changes the
@@ -49,11 +66,22 @@ def create_lora(base_dir: Path, out_dir: Path, *, name: str, version: str = "1",
 
     torch.manual_seed(seed)
     model = load_model(Path(base_dir))
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=list(target_modules),
-                        lora_dropout=0.0, init_lora_weights=False)
-    peft_model = get_peft_model(model, config)
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=2 * rank,
+        target_modules=list(target_modules),
+        lora_dropout=0.0,
+        init_lora_weights=False,
+    )
+    with warnings.catch_warnings():  # transformers' own deprecation, raised inside peft
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
+        peft_model = get_peft_model(model, config)
     metadata = expert_metadata(
-        name=name, version=version, base_name=base_name or Path(base_dir).name,
-        base_fingerprint=fingerprint(Path(base_dir)), task_description=task_description, labels=labels,
+        name=name,
+        version=version,
+        base_name=base_name or Path(base_dir).name,
+        base_fingerprint=fingerprint(Path(base_dir)),
+        task_description=task_description,
+        labels=labels,
     )
     return save_expert(peft_model, out_dir, metadata)

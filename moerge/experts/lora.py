@@ -29,8 +29,13 @@ def check_adapter_config(path: Path, base: BaseModelSpec) -> Any:
     if not isinstance(raw, dict):
         raise invalid(f"{ADAPTER_CONFIG}: expected a JSON object")
     if raw.get("peft_type") != "LORA":
-        raise invalid(f"{ADAPTER_CONFIG}: peft_type is {raw.get('peft_type')!r}; only LORA adapters are accepted")
-    for key, why in (("use_dora", "DoRA"), ("modules_to_save", "full module copies (modules_to_save)")):
+        raise invalid(
+            f"{ADAPTER_CONFIG}: peft_type is {raw.get('peft_type')!r}; only LORA adapters are accepted"
+        )
+    for key, why in (
+        ("use_dora", "DoRA"),
+        ("modules_to_save", "full module copies (modules_to_save)"),
+    ):
         if raw.get(key):
             raise invalid(f"{ADAPTER_CONFIG}: {why} is not supported; experts must be plain LoRA")
     if raw.get("bias", "none") != "none":
@@ -66,6 +71,7 @@ def _targeted(config: Any, base: BaseModelSpec) -> set[str]:
 
     if config.target_modules == "all-linear":
         return set(base.linear_modules)
+
     def matches(name: str) -> bool:
         found = check_target_module_exists(config, name)
         return found is True or isinstance(found, re.Match)
@@ -90,11 +96,13 @@ def _split_key(key: str) -> tuple[str, str]:
         raise invalid(f"{ADAPTER_WEIGHTS}: tensor {key!r} is not a PEFT LoRA tensor name")
     for suffix, part in LORA_SUFFIXES.items():
         if key.endswith(suffix):
-            return key[len(PEFT_PREFIX):-len(suffix)], part
+            return key[len(PEFT_PREFIX) : -len(suffix)], part
     raise invalid(f"{ADAPTER_WEIGHTS}: tensor {key!r} is not a lora_A or lora_B weight")
 
 
-def check_adapter_weights(path: Path, config: Any, base: BaseModelSpec, summary: LoraSummary) -> None:
+def check_adapter_weights(
+    path: Path, config: Any, base: BaseModelSpec, summary: LoraSummary
+) -> None:
     """Tensor names, shapes and rank match the targeted modules; every value is finite."""
     if int(config.r) != summary.rank:
         raise invalid(f"manifest says rank {summary.rank} but {ADAPTER_CONFIG} says r={config.r}")
@@ -107,7 +115,9 @@ def check_adapter_weights(path: Path, config: Any, base: BaseModelSpec, summary:
         module, part = _split_key(key)
         if module not in base.linear_modules:
             raise ValidationError(
-                Problem.BASE_MISMATCH, f"{ADAPTER_WEIGHTS}: module {module!r} does not exist in {base.name!r}")
+                Problem.BASE_MISMATCH,
+                f"{ADAPTER_WEIGHTS}: module {module!r} does not exist in {base.name!r}",
+            )
         if module not in targeted:
             raise invalid(f"{ADAPTER_WEIGHTS}: module {module!r} is not among the target_modules")
         modules.setdefault(module, {})[part] = tuple(tensor.shape)

@@ -101,7 +101,9 @@ class ExpertManifest:
             task_description=data["task_description"],
             labels=tuple(Label(**label) for label in data["labels"]),
             lora=LoraSummary(
-                int(lora["rank"]), float(lora["alpha"]), tuple(lora["target_modules"]),
+                int(lora["rank"]),
+                float(lora["alpha"]),
+                tuple(lora["target_modules"]),
                 float(lora.get("dropout", 0.0)),
             ),
             files=tuple(FileEntry(**f) for f in data["files"]),
@@ -202,9 +204,13 @@ def build_manifest(root: Path, **overrides: Any) -> ExpertManifest:
         name=str(meta["name"]),
         version=str(meta["version"]),
         base_model_name=str(meta.get("base_model_name") or base.get("name", "")),
-        base_model_fingerprint=str(meta.get("base_model_fingerprint") or base.get("fingerprint", "")),
+        base_model_fingerprint=str(
+            meta.get("base_model_fingerprint") or base.get("fingerprint", "")
+        ),
         task_description=str(meta.get("task_description", "")),
-        labels=tuple(Label(str(x["name"]), str(x.get("description", ""))) for x in meta.get("labels", [])),
+        labels=tuple(
+            Label(str(x["name"]), str(x.get("description", ""))) for x in meta.get("labels", [])
+        ),
         lora=_lora_summary(root / ADAPTER_CONFIG),
         files=tuple(files),
         stats=tuple(stats),

@@ -60,8 +60,15 @@ def _embedding_moments(shapes: Shapes, meta: Mapping[str, Any], hidden: int) -> 
         _expect(shapes, "diag", (hidden,), kind)
     elif form == "lowrank":
         factors = shapes.get("factors")
-        if factors is None or len(factors) != 2 or factors[0] != hidden or not 0 < factors[1] <= hidden:
-            raise StatsShapeError(f"{kind}: 'factors' must have shape [{hidden}, k] with 0 < k <= {hidden}")
+        if (
+            factors is None
+            or len(factors) != 2
+            or factors[0] != hidden
+            or not 0 < factors[1] <= hidden
+        ):
+            raise StatsShapeError(
+                f"{kind}: 'factors' must have shape [{hidden}, k] with 0 < k <= {hidden}"
+            )
         _expect(shapes, "diag", (hidden,), kind)
     else:
         raise StatsShapeError(f"{kind}: unknown form {form!r} (expected full, diag or lowrank)")
@@ -73,5 +80,7 @@ def _embedding_moments(shapes: Shapes, meta: Mapping[str, Any], hidden: int) -> 
 
 def validate_stats(kind: str, shapes: Shapes, meta: Mapping[str, Any], hidden_size: int) -> None:
     if kind not in KINDS:
-        raise StatsShapeError(f"unknown statistics kind {kind!r} (known: {', '.join(sorted(KINDS))})")
+        raise StatsShapeError(
+            f"unknown statistics kind {kind!r} (known: {', '.join(sorted(KINDS))})"
+        )
     KINDS[kind].check_shapes(shapes, meta, hidden_size)

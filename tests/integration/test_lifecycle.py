@@ -58,7 +58,9 @@ def test_restart_with_an_upload_pending_resumes_it(setup, make_expert, tmp_path:
             assert result.resumed_from == kept and not result.already_existed
             assert [e.manifest.ref for e in client.list_experts()] == ["survivor:1"]
             _, path = client.download("survivor", "1", tmp_path / "out")
-        assert sha256_file(path / "adapter_model.safetensors") == sha256_file(root / "adapter_model.safetensors")
+        assert sha256_file(path / "adapter_model.safetensors") == sha256_file(
+            root / "adapter_model.safetensors"
+        )
         assert not any((data_dir / "uploads").iterdir())
     finally:
         process.stop()
@@ -67,7 +69,9 @@ def test_restart_with_an_upload_pending_resumes_it(setup, make_expert, tmp_path:
 def test_abandoned_partial_uploads_are_collected(setup, make_expert) -> None:  # type: ignore[no-untyped-def]
     url, data_dir = setup
     root = make_expert("abandoned", **BIG)
-    process = CoordinatorProcess(data_dir, url, ("--upload-ttl", "1", "--gc-interval", "0.2")).start()
+    process = CoordinatorProcess(
+        data_dir, url, ("--upload-ttl", "1", "--gc-interval", "0.2")
+    ).start()
     try:
         token = process.token("ann")
         assert _half_upload(process, token, root) > 0

@@ -32,7 +32,9 @@ def _tables(url: str) -> set[str]:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_upgrade_matches_models_and_downgrade_removes_everything(backend: str, tmp_path: Path) -> None:
+def test_upgrade_matches_models_and_downgrade_removes_everything(
+    backend: str, tmp_path: Path
+) -> None:
     with empty_database(backend, tmp_path) as url:
         migrate.upgrade(url)
         assert migrate.is_current(url)

@@ -52,9 +52,11 @@ def test_revoke_and_rotate(sessions) -> None:  # type: ignore[no-untyped-def]
 def test_duplicate_and_invalid_contributors(sessions) -> None:  # type: ignore[no-untyped-def]
     with sessions.begin() as session:
         contributors.create(session, name="carol", actor="test")
-    for name, role, code in (("carol", "contributor", Code.ALREADY_EXISTS),
-                             ("bad name!", "contributor", Code.INVALID_ARGUMENT),
-                             ("dave", "root", Code.INVALID_ARGUMENT)):
+    for name, role, code in (
+        ("carol", "contributor", Code.ALREADY_EXISTS),
+        ("bad name!", "contributor", Code.INVALID_ARGUMENT),
+        ("dave", "root", Code.INVALID_ARGUMENT),
+    ):
         with sessions.begin() as session, pytest.raises(ServiceError) as info:
             contributors.create(session, name=name, role=role, actor="test")
         assert info.value.code is code
@@ -63,7 +65,8 @@ def test_duplicate_and_invalid_contributors(sessions) -> None:  # type: ignore[n
 
 
 def test_base_model_registration_is_idempotent_and_checked(  # type: ignore[no-untyped-def]
-        sessions, tiny_base: tuple[Path, BaseModelSpec]) -> None:
+    sessions, tiny_base: tuple[Path, BaseModelSpec]
+) -> None:
     _, spec = tiny_base
     with sessions.begin() as session:
         assert base_models.register(session, spec=spec, actor="test")[1] is True
@@ -74,5 +77,6 @@ def test_base_model_registration_is_idempotent_and_checked(  # type: ignore[no-u
         base_models.register(session, spec=other, actor="test")
     with sessions() as session:
         stored = base_models.get(session, name=spec.name)
-    assert stored == BaseModelSpec(spec.name, spec.fingerprint, spec.hidden_size, spec.linear_modules,
-                                   spec.config)
+    assert stored == BaseModelSpec(
+        spec.name, spec.fingerprint, spec.hidden_size, spec.linear_modules, spec.config
+    )

@@ -29,7 +29,10 @@ def _unique(request: pytest.FixtureRequest, stem: str) -> str:
 def test_health_is_open_and_everything_else_needs_a_token(coordinator: CoordinatorProcess) -> None:
     channel = grpc.insecure_channel(coordinator.address)
     health = health_pb2_grpc.HealthStub(channel)
-    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+    assert (
+        health.Check(health_pb2.HealthCheckRequest()).status
+        == health_pb2.HealthCheckResponse.SERVING
+    )
     routing = routing_pb2_grpc.RoutingServiceStub(channel)
     with pytest.raises(grpc.RpcError) as info:
         routing.Route(routing_pb2.RouteRequest(texts=["x"]))
@@ -38,7 +41,8 @@ def test_health_is_open_and_everything_else_needs_a_token(coordinator: Coordinat
 
 
 def test_round_trip_upload_and_download_keep_every_byte(
-        alice: CoordinatorClient, make_expert, tmp_path: Path, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    alice: CoordinatorClient, make_expert, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
     root = make_expert(_unique(request, "roundtrip"))
     result = alice.upload(root)
     assert not result.already_existed and result.expert.status == "active"
@@ -53,7 +57,8 @@ def test_round_trip_upload_and_download_keep_every_byte(
 
 
 def test_identical_reupload_is_idempotent_and_versions_are_separate(
-        alice: CoordinatorClient, make_expert, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    alice: CoordinatorClient, make_expert, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
     name = _unique(request, "versions")
     first = alice.upload(make_expert(name, "1", seed=1))
     again = alice.upload(make_expert(name, "1", seed=1))
@@ -78,7 +83,10 @@ def test_missing_wrong_and_revoked_tokens(coordinator: CoordinatorProcess) -> No
             victor.whoami()
         assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
     for bad in ("", "moerge_not-a-token"):
-        with CoordinatorClient(coordinator.address, bad) as client, pytest.raises(ClientError) as info:
+        with (
+            CoordinatorClient(coordinator.address, bad) as client,
+            pytest.raises(ClientError) as info,
+        ):
             client.list_experts()
         assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
     admin.close()
@@ -91,8 +99,11 @@ def test_admin_rpcs_need_the_admin_role(alice: CoordinatorClient) -> None:
 
 
 def test_contributors_change_only_their_own_experts(
-        coordinator: CoordinatorProcess, alice: CoordinatorClient, make_expert,
-        request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    coordinator: CoordinatorProcess,
+    alice: CoordinatorClient,
+    make_expert,
+    request: pytest.FixtureRequest,
+) -> None:  # type: ignore[no-untyped-def]
     name = _unique(request, "owned")
     root = make_expert(name)
     alice.upload(root)
@@ -111,7 +122,8 @@ def test_contributors_change_only_their_own_experts(
 
 
 def test_concurrent_uploads_from_several_clients_all_land(
-        coordinator: CoordinatorProcess, make_expert, request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    coordinator: CoordinatorProcess, make_expert, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
     stem = _unique(request, "crowd")
     roots = [make_expert(f"{stem}-{i}", rank=16, seed=i) for i in range(6)]
     tokens = [coordinator.token(f"{stem}-c{i}") for i in range(6)]
@@ -137,8 +149,12 @@ def test_concurrent_uploads_from_several_clients_all_land(
 
 
 def test_a_stream_cut_midway_resumes_without_duplicates(
-        coordinator: CoordinatorProcess, alice: CoordinatorClient, make_expert, tmp_path: Path,
-        request: pytest.FixtureRequest) -> None:  # type: ignore[no-untyped-def]
+    coordinator: CoordinatorProcess,
+    alice: CoordinatorClient,
+    make_expert,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+) -> None:  # type: ignore[no-untyped-def]
     name = _unique(request, "resumed")
     root = make_expert(name, rank=1024, targets=("query", "key", "value", "dense"))
     size = build_manifest(root).total_size
@@ -150,8 +166,12 @@ def test_a_stream_cut_midway_resumes_without_duplicates(
     assert proxy.cuts == 1 and result.attempts == 2
     assert result.resumed_from > 0, "the second attempt must resume, not start over"
     _, path = alice.download(name, "1", tmp_path / "out")
-    assert sha256_file(path / "adapter_model.safetensors") == sha256_file(root / "adapter_model.safetensors")
-    assert [e.manifest.ref for e in alice.list_experts() if e.manifest.name == name] == [f"{name}:1"]
+    assert sha256_file(path / "adapter_model.safetensors") == sha256_file(
+        root / "adapter_model.safetensors"
+    )
+    assert [e.manifest.ref for e in alice.list_experts() if e.manifest.name == name] == [
+        f"{name}:1"
+    ]
 
 
 def test_routing_says_it_has_no_router_yet(alice: CoordinatorClient) -> None:

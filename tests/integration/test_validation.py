@@ -14,7 +14,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from contributor.client import ClientError, CoordinatorClient
-from moerge.experts.manifest import ExpertManifest, FileEntry, StatsEntry, build_manifest, sha256_file
+from moerge.experts.manifest import (
+    ExpertManifest,
+    FileEntry,
+    StatsEntry,
+    build_manifest,
+    sha256_file,
+)
 from tests.support import CoordinatorProcess
 
 WEIGHTS = "adapter_model.safetensors"
@@ -44,7 +50,9 @@ def _edit_weights(root: Path, edit: Callable[[dict[str, torch.Tensor]], None]) -
     save_file(tensors, str(root / WEIGHTS), metadata={"format": "pt"})
 
 
-def _with_stats(m: ExpertManifest, root: Path, kind: str, tensors: dict[str, torch.Tensor]) -> ExpertManifest:
+def _with_stats(
+    m: ExpertManifest, root: Path, kind: str, tensors: dict[str, torch.Tensor]
+) -> ExpertManifest:
     path = f"stats/{kind}.safetensors"
     (root / "stats").mkdir(exist_ok=True)
     save_file(tensors, str(root / path))
@@ -119,8 +127,12 @@ def unknown_base(m: ExpertManifest, root: Path) -> ExpertManifest:
 
 
 def stats_shape(m: ExpertManifest, root: Path) -> ExpertManifest:
-    return _with_stats(m, root, "embedding_moments",
-                       {"count": torch.tensor(3.0), "sum": torch.zeros(7), "outer": torch.zeros(32, 32)})
+    return _with_stats(
+        m,
+        root,
+        "embedding_moments",
+        {"count": torch.tensor(3.0), "sum": torch.zeros(7), "outer": torch.zeros(32, 32)},
+    )
 
 
 def stats_kind(m: ExpertManifest, root: Path) -> ExpertManifest:
@@ -136,14 +148,26 @@ def bad_name(m: ExpertManifest, root: Path) -> ExpertManifest:
 
 
 CASES = [
-    (pickle_listed, grpc.StatusCode.INVALID_ARGUMENT, "adapter_model.bin: pickle-based files are refused"),
+    (
+        pickle_listed,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "adapter_model.bin: pickle-based files are refused",
+    ),
     (pickle_content, grpc.StatusCode.INVALID_ARGUMENT, "pickle or torch.save archive"),
     (not_lora, grpc.StatusCode.INVALID_ARGUMENT, "only LORA adapters"),
     (bad_json, grpc.StatusCode.INVALID_ARGUMENT, "adapter_config.json: invalid JSON"),
     (unknown_target, grpc.StatusCode.FAILED_PRECONDITION, "match no linear module"),
-    (rank_mismatch, grpc.StatusCode.FAILED_PRECONDITION, "lora_A has shape [4, 32], expected [8, 32]"),
+    (
+        rank_mismatch,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "lora_A has shape [4, 32], expected [8, 32]",
+    ),
     (wrong_shape, grpc.StatusCode.FAILED_PRECONDITION, "query.lora_A has shape [4, 16]"),
-    (foreign_module, grpc.StatusCode.FAILED_PRECONDITION, "'encoder.layer.0.attention.self.nonexistent' does not exist"),
+    (
+        foreign_module,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "'encoder.layer.0.attention.self.nonexistent' does not exist",
+    ),
     (full_weight, grpc.StatusCode.INVALID_ARGUMENT, "is not a lora_A or lora_B weight"),
     (not_finite, grpc.StatusCode.INVALID_ARGUMENT, "NaN or infinite"),
     (too_large, grpc.StatusCode.RESOURCE_EXHAUSTED, "the limit is"),
@@ -157,13 +181,19 @@ CASES = [
 
 
 @pytest.fixture(scope="module")
-def keeper(coordinator: CoordinatorProcess, tmp_path_factory: pytest.TempPathFactory,
-           tiny_base) -> tuple[CoordinatorClient, Path]:  # type: ignore[no-untyped-def]
+def keeper(
+    coordinator: CoordinatorProcess, tmp_path_factory: pytest.TempPathFactory, tiny_base
+) -> tuple[CoordinatorClient, Path]:  # type: ignore[no-untyped-def]
     """A client and an expert already in the pool, which no refused upload may touch."""
     from moerge.experts.adapters import create_lora
 
-    root = create_lora(tiny_base[0], tmp_path_factory.mktemp("keeper") / "keeper", name="keeper",
-                       base_name="tiny-bert", rank=4)
+    root = create_lora(
+        tiny_base[0],
+        tmp_path_factory.mktemp("keeper") / "keeper",
+        name="keeper",
+        base_name="tiny-bert",
+        rank=4,
+    )
     client = CoordinatorClient(coordinator.address, coordinator.token("validator"))
     client.upload(root)
     yield client, root
@@ -177,8 +207,14 @@ def _spool(coordinator: CoordinatorProcess) -> set[str]:
 
 @pytest.mark.parametrize(("mutate", "status", "message"), CASES, ids=[c[0].__name__ for c in CASES])
 def test_refused_uploads_leave_nothing_behind(
-        coordinator: CoordinatorProcess, keeper, make_expert, tmp_path: Path,  # type: ignore[no-untyped-def]
-        mutate: Callable[[ExpertManifest, Path], ExpertManifest], status: grpc.StatusCode, message: str) -> None:
+    coordinator: CoordinatorProcess,
+    keeper,
+    make_expert,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+    mutate: Callable[[ExpertManifest, Path], ExpertManifest],
+    status: grpc.StatusCode,
+    message: str,
+) -> None:
     client, keeper_root = keeper
     before = {e.manifest.ref for e in client.list_experts(include_retired=True)}
     spool_before = _spool(coordinator)
@@ -190,7 +226,9 @@ def test_refused_uploads_leave_nothing_behind(
     assert message in str(info.value)
     assert {e.manifest.ref for e in client.list_experts(include_retired=True)} == before
     left = _spool(coordinator) - spool_before
-    if status == grpc.StatusCode.DATA_LOSS:  # resumable: the intact files stay, the corrupt one goes
+    if (
+        status == grpc.StatusCode.DATA_LOSS
+    ):  # resumable: the intact files stay, the corrupt one goes
         assert all(not (coordinator.data_dir / "uploads" / d / "001.part").exists() for d in left)
     else:
         assert left == set()
@@ -202,8 +240,12 @@ def test_expert_with_valid_statistics_round_trips(keeper, make_expert, tmp_path:
     client, _ = keeper
     root = make_expert("with-moments")
     embeddings = torch.randn(10, 32)
-    manifest = _with_stats(build_manifest(root), root, "embedding_moments", {
-        "count": torch.tensor(10.0), "sum": embeddings.sum(0), "outer": embeddings.T @ embeddings})
+    manifest = _with_stats(
+        build_manifest(root),
+        root,
+        "embedding_moments",
+        {"count": torch.tensor(10.0), "sum": embeddings.sum(0), "outer": embeddings.T @ embeddings},
+    )
     result = client.upload_files(manifest, root)
     assert [s.kind for s in result.expert.manifest.stats] == ["embedding_moments"]
     _, path = client.download("with-moments", "1", tmp_path)

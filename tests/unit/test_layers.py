@@ -8,8 +8,16 @@ from pathlib import Path
 from tests.support import ROOT
 
 RULES = {
-    "moerge": {"coordinator", "contributor", "sqlalchemy", "alembic", "psycopg", "grpc_health",
-               "grpc_reflection", "flwr"},
+    "moerge": {
+        "coordinator",
+        "contributor",
+        "sqlalchemy",
+        "alembic",
+        "psycopg",
+        "grpc_health",
+        "grpc_reflection",
+        "flwr",
+    },
     "coordinator": {"contributor"},
     "contributor": {"coordinator", "sqlalchemy", "alembic", "psycopg"},
 }
@@ -39,6 +47,7 @@ def test_no_layer_imports_what_it_must_not() -> None:
 
 
 def test_import_linter_contracts_hold() -> None:
-    result = subprocess.run([str(ROOT / ".venv" / "bin" / "lint-imports")], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(ROOT / ".venv" / "bin" / "lint-imports")], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -12,7 +12,9 @@ def test_manifest_describes_the_directory(make_expert) -> None:  # type: ignore[
     m = build_manifest(root)
     assert (m.name, m.version, m.base_model_name) == ("alpha", "2", "tiny-bert")
     assert [f.path for f in m.files] == ["adapter_config.json", "adapter_model.safetensors"]
-    assert m.file("adapter_model.safetensors").sha256 == sha256_file(root / "adapter_model.safetensors")
+    assert m.file("adapter_model.safetensors").sha256 == sha256_file(
+        root / "adapter_model.safetensors"
+    )
     assert m.lora.rank == 4 and m.lora.target_modules == ("query", "value")
     assert [x.name for x in m.labels] == ["pos", "neg"]
 

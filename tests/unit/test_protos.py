@@ -7,8 +7,9 @@ from tests.support import ROOT
 
 
 def test_generated_stubs_are_up_to_date() -> None:
-    result = subprocess.run([sys.executable, "protos/generate.py", "--check"], cwd=ROOT,
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "protos/generate.py", "--check"], cwd=ROOT, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

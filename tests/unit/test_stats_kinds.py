@@ -22,7 +22,11 @@ def test_embedding_moments_accepts_each_form(shapes: dict, meta: dict) -> None:
         ({"count": (), "sum": (7,), "outer": (8, 8)}, {}, "'sum' has shape [7]"),
         ({"count": (), "sum": (8,), "outer": (8, 7)}, {}, "'outer' has shape [8, 7]"),
         ({"count": (), "sum": (8,), "diag": (8,)}, {"form": "cube"}, "unknown form"),
-        ({"count": (), "sum": (8,), "factors": (9, 2), "diag": (8,)}, {"form": "lowrank"}, "factors"),
+        (
+            {"count": (), "sum": (8,), "factors": (9, 2), "diag": (8,)},
+            {"form": "lowrank"},
+            "factors",
+        ),
         ({"count": (), "sum": (8,), "outer": (8, 8), "x": (1,)}, {}, "unexpected tensors"),
     ],
 )
