@@ -170,35 +170,42 @@ class CoordinatorClient:
         manifest_pb = wire.manifest_to_pb(manifest)
         sent = 0
         for attempt in range(1, retries + 2):
-            status = self.upload_status(manifest)
-            offsets = {f.path: f.received for f in status.files}
-            if status.state == epb.UPLOAD_STATE_COMMITTED:
-                return UploadResult(
-                    wire.expert_from_pb(status.expert),
-                    attempt == 1,
-                    attempt,
-                    sent,
-                    sum(offsets.values()),
-                )
-            counter = _Counter(sum(offsets.values()), manifest.total_size, progress)
+            counter = _Counter(0, manifest.total_size, None)
             try:
-                reply = self.experts.Upload(
-                    _requests(manifest_pb, root, manifest, offsets, counter),
-                    metadata=self._metadata,
-                )
-                return UploadResult(
-                    wire.expert_from_pb(reply.expert),
-                    reply.already_existed,
-                    attempt,
-                    sent + counter.sent,
-                    sum(offsets.values()),
-                )
+                return self._attempt(manifest, manifest_pb, root, attempt, sent, counter, progress)
             except grpc.RpcError as exc:
                 sent += counter.sent
                 if exc.code() not in RESUMABLE or attempt > retries:
                     raise _error(exc) from exc
-                time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
+            time.sleep(min(backoff * 2 ** (attempt - 1), 10.0))
         raise AssertionError("unreachable")
+
+    def _attempt(
+        self,
+        manifest: ExpertManifest,
+        manifest_pb: Any,
+        root: Path,
+        attempt: int,
+        sent: int,
+        counter: _Counter,
+        progress: Progress | None,
+    ) -> UploadResult:
+        """Ask how far the coordinator got, then send the rest; raises grpc.RpcError."""
+        request = epb.GetUploadStatusRequest(manifest=manifest_pb)
+        status = self.experts.GetUploadStatus(
+            request, metadata=self._metadata, timeout=self.timeout
+        )
+        offsets = {f.path: f.received for f in status.files}
+        held = sum(offsets.values())
+        if status.state == epb.UPLOAD_STATE_COMMITTED:
+            expert = wire.expert_from_pb(status.expert)
+            return UploadResult(expert, attempt == 1, attempt, sent, held)
+        counter.restart(held, progress)
+        reply = self.experts.Upload(
+            _requests(manifest_pb, root, manifest, offsets, counter), metadata=self._metadata
+        )
+        expert = wire.expert_from_pb(reply.expert)
+        return UploadResult(expert, reply.already_existed, attempt, sent + counter.sent, held)
 
     # -- download ------------------------------------------------------------------
 
@@ -226,8 +233,11 @@ class CoordinatorClient:
 class _Counter:
     def __init__(self, start: int, total: int, progress: Progress | None) -> None:
         self.done, self.total, self.sent, self.progress = start, total, 0, progress
+
+    def restart(self, start: int, progress: Progress | None) -> None:
+        self.done, self.progress = start, progress
         if progress:
-            progress(start, total)
+            progress(start, self.total)
 
     def add(self, n: int) -> None:
         self.done += n
@@ -256,6 +266,12 @@ def _requests(
                 counter.add(len(data))
 
 
+def _safe(path: str) -> bool:
+    """Only an expert's own file names: nothing absolute, nothing that climbs out."""
+    parts = Path(path).parts
+    return bool(parts) and not Path(path).is_absolute() and ".." not in parts and len(parts) <= 2
+
+
 def _receive(stream: Iterator[epb.DownloadResponse], staging: Path) -> ExpertInfo:
     first = next(stream)
     if not first.HasField("expert"):
@@ -266,7 +282,7 @@ def _receive(stream: Iterator[epb.DownloadResponse], staging: Path) -> ExpertInf
     try:
         for message in stream:
             chunk = message.chunk
-            if chunk.path not in digests:
+            if chunk.path not in digests or not _safe(chunk.path):
                 raise ClientError(f"download: unexpected file {chunk.path!r}")
             if chunk.path not in handles:
                 (staging / chunk.path).parent.mkdir(parents=True, exist_ok=True)

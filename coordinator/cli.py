@@ -241,6 +241,35 @@ def _base_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(exc: Exception) -> str:
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(exc, DBAPIError):  # the driver's own words, without SQLAlchemy's wrapping
+        return f"registry database: {str(exc.orig).strip().splitlines()[0]}"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    """Errors the user can act on from their message alone."""
+    from sqlalchemy.exc import ArgumentError, OperationalError
+
+    from coordinator.server import SchemaError
+    from coordinator.services.errors import ServiceError
+    from moerge.experts.validation import ValidationError
+    from moerge.models import BaseModelError
+
+    return (
+        ServiceError,
+        BaseModelError,
+        CliError,
+        OSError,
+        SchemaError,
+        ValidationError,
+        OperationalError,
+        ArgumentError,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -252,13 +281,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - one clear line for the user, not a traceback
-        from coordinator.services.errors import ServiceError
-        from moerge.models import BaseModelError
-
-        if isinstance(exc, ServiceError | BaseModelError | CliError | OSError) or type(
-            exc
-        ).__name__ in {"SchemaError", "ValidationError", "OperationalError"}:
-            print(f"moerge-coordinator: error: {exc}", file=sys.stderr)
+        if isinstance(exc, _user_errors()):
+            print(f"moerge-coordinator: error: {_one_line(exc)}", file=sys.stderr)
             return 1
         raise
 

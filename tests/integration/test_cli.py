@@ -111,3 +111,33 @@ def test_contributor_errors_are_one_line_with_a_nonzero_exit(
         no_coordinator.returncode == 1
         and "no coordinator: pass --coordinator" in no_coordinator.stderr
     )
+
+
+def test_coordinator_errors_are_one_line(tmp_path: Path) -> None:
+    result = run_cli(
+        "coordinator",
+        "tokens",
+        "list",
+        "--database-url",
+        "postgresql://nobody@127.0.0.1:1/none",
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(
+        "moerge-coordinator: error: registry database: connection failed"
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+    missing = run_cli(
+        "coordinator",
+        "base-models",
+        "register",
+        str(tmp_path),
+        "--data-dir",
+        str(tmp_path / "data"),
+        check=False,
+    )
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == (
+        f"moerge-coordinator: error: {tmp_path}: no config.json; "
+        "is this a Hugging Face model directory?"
+    )
