@@ -309,6 +309,6 @@ def _receive(stream: Iterator[epb.DownloadResponse], staging: Path) -> ExpertInf
         },
     )
     for stats in m.stats:
-        if stats.meta:
+        if stats.meta and stats.path in digests and _safe(stats.path):
             (staging / stats.path).with_suffix(".json").write_text(json.dumps(stats.meta, indent=2))
     return info

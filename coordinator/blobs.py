@@ -51,7 +51,7 @@ class BlobStore:
         if self.exists(sha):
             return sha
         target = self.path(sha)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._shard(target)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -68,11 +68,17 @@ class BlobStore:
         if target.is_file():
             source.unlink()
             return sha
-        target.parent.mkdir(parents=True, exist_ok=True)
+        self._shard(target)
         with open(source, "rb+") as handle:
             os.fsync(handle.fileno())
         self._publish(source, target)
         return sha
+
+    def _shard(self, target: Path) -> None:
+        """Create the blob's shard directory durably (its entry lives in the root)."""
+        if not target.parent.is_dir():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fsync_dir(self.root)
 
     def _publish(self, tmp: Path, target: Path) -> None:
         os.chmod(tmp, 0o444)

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-file-mb", type=float, help="largest file of an expert, in MiB")
     serve.add_argument("--max-expert-mb", type=float, help="largest expert, in MiB")
     serve.add_argument(
+        "--max-streams-per-contributor",
+        type=int,
+        help="uploads one contributor may send at once (default 4)",
+    )
+    serve.add_argument(
         "--upload-ttl", type=float, help="seconds before a partial upload is deleted"
     )
     serve.add_argument(
@@ -121,6 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
         "max_file_bytes": int(args.max_file_mb * MiB) if args.max_file_mb else None,
         "max_expert_bytes": int(args.max_expert_mb * MiB) if args.max_expert_mb else None,
         "upload_ttl_seconds": args.upload_ttl,
+        "max_streams_per_contributor": args.max_streams_per_contributor,
         "gc_interval_seconds": args.gc_interval,
         "shutdown_grace_seconds": args.shutdown_grace,
         "default_base_model": False if args.no_default_base_model else None,

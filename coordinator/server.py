@@ -74,6 +74,7 @@ class Coordinator:
             blobs=self.blobs,
             spool=settings.spool_dir,
             limits=settings.limits,
+            max_streams_per_contributor=settings.max_streams_per_contributor,
         )
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None

@@ -29,6 +29,9 @@ class Settings(BaseSettings):
     max_workers: int = Field(32, description="threads serving RPCs")
     max_file_bytes: int = Field(512 * MiB, description="largest file of an expert")
     max_expert_bytes: int = Field(1024 * MiB, description="largest expert (all files)")
+    max_streams_per_contributor: int = Field(
+        4, description="uploads one contributor may send at once"
+    )
     upload_ttl_seconds: float = Field(
         24 * 3600, description="partial uploads older than this are deleted"
     )

@@ -13,6 +13,7 @@ transactions, so this service owns its sessions.
 from __future__ import annotations
 
 import hashlib
+import logging
 import shutil
 import threading
 import uuid
@@ -21,7 +22,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import BinaryIO
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,6 +43,7 @@ from moerge.experts.validation import (
 )
 
 MAX_CHUNK = 1024 * 1024
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class UploadStream:
             )
         if offset != part.size:
             raise ServiceError(
-                Code.FAILED_PRECONDITION,
+                Code.ABORTED,
                 f"{path}: chunk at offset {offset}, but {part.size} bytes are stored; "
                 f"resume from {part.size}",
             )
@@ -135,8 +137,15 @@ def _fsync(handle: BinaryIO) -> None:
 
 class UploadService:
     def __init__(
-        self, *, sessions: sessionmaker[Session], blobs: BlobStore, spool: Path, limits: Limits
+        self,
+        *,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        spool: Path,
+        limits: Limits,
+        max_streams_per_contributor: int = 4,
     ) -> None:
+        self.max_streams_per_contributor = max_streams_per_contributor
         self.sessions = sessions
         self.blobs = blobs
         self.spool = Path(spool)
@@ -182,6 +191,13 @@ class UploadService:
             if upload_id in self._active:
                 raise ServiceError(
                     Code.ABORTED, f"another stream is already sending upload {upload_id}"
+                )
+            mine = sum(1 for s in self._active.values() if s.principal.id == principal.id)
+            if mine >= self.max_streams_per_contributor:
+                raise ServiceError(
+                    Code.RESOURCE_EXHAUSTED,
+                    f"{principal.name!r} already has {mine} uploads in flight; "
+                    f"the limit is {self.max_streams_per_contributor}",
                 )
             self._active[upload_id] = stream = UploadStream(
                 upload_id, principal, manifest, self._dir(upload_id)
@@ -271,6 +287,11 @@ class UploadService:
         except ValidationError as exc:
             self._refuse(stream, exc.message)
             raise
+        except Exception as exc:  # a validator's own failure still refuses, never wedges the upload
+            log.exception("validation of %s failed unexpectedly", stream.manifest.ref)
+            message = f"the expert could not be validated ({type(exc).__name__}: {exc})"
+            self._refuse(stream, message)
+            raise ValidationError(Problem.INVALID, message) from exc
         return self._publish(stream)
 
     def _verify_hashes(self, stream: UploadStream) -> None:
@@ -327,28 +348,29 @@ class UploadService:
     # -- garbage collection --------------------------------------------------------
 
     def collect_garbage(self, older_than: timedelta) -> int:
-        """Delete partial uploads untouched for `older_than`; returns how many went."""
+        """Delete partial uploads untouched for `older_than`; returns how many went.
+
+        The whole pass holds the stream registry's lock, so no stream can open an
+        upload between the check that it is idle and the removal of its parts.
+        """
         cutoff = utcnow() - older_than
         removed = 0
-        with self.sessions.begin() as session:
+        with self._mutex, self.sessions.begin() as session:
             stale = session.scalars(
                 select(Upload).where(Upload.state == "receiving", Upload.updated_at < cutoff)
             )
             for row in stale:
-                with self._mutex:
-                    if row.id in self._active:
-                        continue
+                if row.id in self._active:
+                    continue
                 shutil.rmtree(self._dir(row.id), ignore_errors=True)
                 row.state, row.updated_at = "abandoned", utcnow()
                 audit.record(session, actor="system", action="upload.abandon", target=row.id)
                 removed += 1
-            known = set(session.scalars(select(Upload.id).where(Upload.state == "receiving")))
-        with self._mutex:
-            busy = known | set(self._active)
-        for directory in self.spool.iterdir():
-            stale_dir = directory.stat().st_mtime < cutoff.timestamp()
-            if directory.name not in busy and stale_dir:
-                shutil.rmtree(directory, ignore_errors=True)
+            receiving = select(Upload.id).where(Upload.state == "receiving")
+            busy = set(session.scalars(receiving)) | set(self._active)
+            for directory in self.spool.iterdir():
+                if directory.name not in busy and directory.stat().st_mtime < cutoff.timestamp():
+                    shutil.rmtree(directory, ignore_errors=True)
         return removed
 
 
@@ -389,8 +411,19 @@ def _pool_conflicts(
     return None
 
 
+def _lock_name(session: Session, name: str) -> None:
+    """Serialise commits of one expert name, so two contributors cannot both claim it.
+
+    SQLite's BEGIN IMMEDIATE already serialises every writer; PostgreSQL needs a lock,
+    since the name's first version has no row to lock yet.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+
+
 def _insert_expert(session: Session, stream: UploadStream, blobs: dict[str, str]) -> ExpertInfo:
     manifest, principal = stream.manifest, stream.principal
+    _lock_name(session, manifest.name)
     existing = _pool_conflicts(session, principal, manifest)
     upload = session.get_one(Upload, stream.upload_id)
     if existing is not None:

@@ -19,12 +19,14 @@ from moerge.experts.validation import (
 )
 from moerge.models import BaseModelSpec
 
+PLAIN_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.]{0,199}$")
+
 
 def check_adapter_config(path: Path, base: BaseModelSpec) -> Any:
     """Parse adapter_config.json with PEFT itself; return the LoraConfig."""
     try:
         raw = json.loads(Path(path).read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise invalid(f"{ADAPTER_CONFIG}: invalid JSON ({exc})") from exc
     if not isinstance(raw, dict):
         raise invalid(f"{ADAPTER_CONFIG}: expected a JSON object")
@@ -40,6 +42,7 @@ def check_adapter_config(path: Path, base: BaseModelSpec) -> Any:
             raise invalid(f"{ADAPTER_CONFIG}: {why} is not supported; experts must be plain LoRA")
     if raw.get("bias", "none") != "none":
         raise invalid(f"{ADAPTER_CONFIG}: bias={raw['bias']!r} is not supported; use bias='none'")
+    _check_plain_names(raw)
     config = _peft_config(raw)
     targets = _targeted(config, base)
     if not targets:
@@ -49,6 +52,45 @@ def check_adapter_config(path: Path, base: BaseModelSpec) -> Any:
             f"{base.name!r} (it has {', '.join(_short_names(base))})",
         )
     return config
+
+
+def _check_plain_names(raw: dict[str, Any]) -> None:
+    """Module selectors must be plain names: PEFT reads a string as a regular expression, and a
+    contributor's regular expression run against every module could stall the coordinator."""
+    targets = raw.get("target_modules")
+    if targets != "all-linear":
+        _names("target_modules", targets, allow_none=False)
+    _names("exclude_modules", raw.get("exclude_modules"), allow_none=True)
+    for key in ("rank_pattern", "alpha_pattern"):
+        pattern = raw.get(key) or {}
+        if not isinstance(pattern, dict):
+            raise invalid(f"{ADAPTER_CONFIG}: {key} must be an object")
+        _names(key, list(pattern), allow_none=True)
+    layers = raw.get("layers_pattern")
+    _names("layers_pattern", [layers] if isinstance(layers, str) else layers, allow_none=True)
+    if raw.get("layer_replication"):
+        raise invalid(
+            f"{ADAPTER_CONFIG}: layer_replication is not supported; experts must be plain LoRA"
+        )
+
+
+def _names(key: str, value: Any, *, allow_none: bool) -> None:
+    if value is None and allow_none:
+        return
+    if (
+        isinstance(value, str)
+        or not isinstance(value, list)
+        or not all(isinstance(v, str) for v in value)
+    ):
+        raise invalid(
+            f"{ADAPTER_CONFIG}: {key} must be a list of module names (regular expressions "
+            f"are not accepted), got {value!r:.80}"
+        )
+    bad = [v for v in value if not PLAIN_NAME.match(v)]
+    if bad:
+        raise invalid(
+            f"{ADAPTER_CONFIG}: {key} holds {bad[0]!r:.80}, which is not a plain module name"
+        )
 
 
 def _peft_config(raw: dict[str, Any]) -> Any:
@@ -62,7 +104,7 @@ def _peft_config(raw: dict[str, Any]) -> Any:
         raise invalid(f"{ADAPTER_CONFIG}: target_modules is empty")
     try:
         return LoraConfig(**{k: v for k, v in raw.items() if k in known and k != "peft_type"})
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, AttributeError, re.error) as exc:
         raise invalid(f"{ADAPTER_CONFIG}: not a valid PEFT LoRA config ({exc})") from exc
 
 
@@ -84,8 +126,8 @@ def _short_names(base: BaseModelSpec) -> list[str]:
 
 
 def _rank_for(config: Any, module: str) -> int:
-    for pattern, rank in (config.rank_pattern or {}).items():
-        if re.fullmatch(rf"(.*\.)?{pattern}", module):
+    for name, rank in (config.rank_pattern or {}).items():
+        if module == name or module.endswith("." + name):
             return int(rank)
     return int(config.r)
 

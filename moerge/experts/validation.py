@@ -172,8 +172,8 @@ def read_safetensors_header(path: Path) -> dict[str, Any]:
             raise invalid(f"{path.name}: not a safetensors file (header length {length})")
         try:
             header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise invalid(f"{path.name}: not a safetensors file ({exc})") from exc
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise invalid(f"{path.name}: not a safetensors file ({type(exc).__name__})") from exc
     if not isinstance(header, dict):
         raise invalid(f"{path.name}: not a safetensors file")
     header.pop("__metadata__", None)

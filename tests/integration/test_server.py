@@ -179,3 +179,34 @@ def test_routing_says_it_has_no_router_yet(alice: CoordinatorClient) -> None:
     with pytest.raises(grpc.RpcError) as info:
         stub.Route(routing_pb2.RouteRequest(texts=["hello"]), metadata=alice._metadata)
     assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+def test_one_contributor_cannot_hold_every_worker(
+    coordinator: CoordinatorProcess, make_expert, request: pytest.FixtureRequest
+) -> None:  # type: ignore[no-untyped-def]
+    """Streams that stall after their manifest count against their contributor's limit (4)."""
+    stem = _unique(request, "hog")
+    token = coordinator.token(stem)
+    proxies = [CuttingProxy(coordinator.port, cut_after=20_000, stall=15) for _ in range(4)]
+    threads = []
+    for i, proxy in enumerate(proxies):
+        root = make_expert(f"{stem}-{i}", rank=64)
+
+        def send(address: str = proxy.address, root: Path = root) -> None:
+            with CoordinatorClient(address, token) as client, pytest.raises(ClientError):
+                client.upload(root, retries=0)
+
+        threads.append(threading.Thread(target=send))
+        threads[-1].start()
+    import time
+
+    time.sleep(2.0)  # every stalled stream has delivered its manifest
+    with CoordinatorClient(coordinator.address, token) as client:
+        with pytest.raises(ClientError) as info:
+            client.upload(make_expert(f"{stem}-extra", rank=64), retries=0)
+        assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "the limit is 4" in str(info.value)
+    for proxy in proxies:
+        proxy.close()
+    for thread in threads:
+        thread.join(60)

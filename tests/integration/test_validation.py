@@ -84,6 +84,11 @@ def unknown_target(m: ExpertManifest, root: Path) -> ExpertManifest:
     return _refresh(m, root)
 
 
+def regex_target(m: ExpertManifest, root: Path) -> ExpertManifest:
+    _edit_config(root, target_modules="(.|.)*nonexistent")
+    return _refresh(m, root)
+
+
 def rank_mismatch(m: ExpertManifest, root: Path) -> ExpertManifest:
     _edit_config(root, r=8)
     return replace(_refresh(m, root), lora=replace(m.lora, rank=8))
@@ -157,6 +162,11 @@ CASES = [
     (not_lora, grpc.StatusCode.INVALID_ARGUMENT, "only LORA adapters"),
     (bad_json, grpc.StatusCode.INVALID_ARGUMENT, "adapter_config.json: invalid JSON"),
     (unknown_target, grpc.StatusCode.FAILED_PRECONDITION, "match no linear module"),
+    (
+        regex_target,
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "regular expressions are not accepted",
+    ),
     (
         rank_mismatch,
         grpc.StatusCode.FAILED_PRECONDITION,
