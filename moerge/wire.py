@@ -88,21 +88,11 @@ def manifest_from_pb(msg: pb.ExpertManifest) -> ExpertManifest:
 
 
 def expert_to_pb(info: ExpertInfo) -> pb.Expert:
-    m = manifest_to_pb(info.manifest)
     msg = pb.Expert(
         id=info.id,
-        name=m.name,
-        version=m.version,
+        manifest=manifest_to_pb(info.manifest),
         contributor=info.contributor,
-        base_model_name=m.base_model_name,
-        base_model_fingerprint=m.base_model_fingerprint,
         status=STATUS_TO_PB[info.status],
-        task_description=m.task_description,
-        labels=m.labels,
-        lora=m.lora,
-        files=m.files,
-        stats=m.stats,
-        license=m.license,
         size_bytes=info.manifest.total_size,
     )
     msg.created_at.FromDatetime(info.created_at)
@@ -110,23 +100,8 @@ def expert_to_pb(info: ExpertInfo) -> pb.Expert:
 
 
 def expert_from_pb(msg: pb.Expert) -> ExpertInfo:
-    manifest = manifest_from_pb(
-        pb.ExpertManifest(
-            name=msg.name,
-            version=msg.version,
-            base_model_name=msg.base_model_name,
-            base_model_fingerprint=msg.base_model_fingerprint,
-            task_description=msg.task_description,
-            labels=msg.labels,
-            lora=msg.lora,
-            files=msg.files,
-            stats=msg.stats,
-            license=msg.license,
-        )
-    )
     created = (
         msg.created_at.ToDatetime(tzinfo=UTC) if msg.HasField("created_at") else datetime.now(UTC)
     )
-    return ExpertInfo(
-        manifest, msg.contributor, STATUS_FROM_PB.get(msg.status, "pending"), created, msg.id
-    )
+    status = STATUS_FROM_PB.get(msg.status, "pending")
+    return ExpertInfo(manifest_from_pb(msg.manifest), msg.contributor, status, created, msg.id)

@@ -88,38 +88,20 @@ class ExpertManifest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., version: _Optional[str] = ..., base_model_name: _Optional[str] = ..., base_model_fingerprint: _Optional[str] = ..., task_description: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., lora: _Optional[_Union[LoraSummary, _Mapping]] = ..., files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., stats: _Optional[_Iterable[_Union[StatsEntry, _Mapping]]] = ..., license: _Optional[str] = ...) -> None: ...
 
 class Expert(_message.Message):
-    __slots__ = ("id", "name", "version", "contributor", "base_model_name", "base_model_fingerprint", "status", "task_description", "labels", "lora", "files", "stats", "license", "created_at", "size_bytes")
+    __slots__ = ("id", "manifest", "contributor", "status", "created_at", "size_bytes")
     ID_FIELD_NUMBER: _ClassVar[int]
-    NAME_FIELD_NUMBER: _ClassVar[int]
-    VERSION_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
     CONTRIBUTOR_FIELD_NUMBER: _ClassVar[int]
-    BASE_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
-    BASE_MODEL_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
-    TASK_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
-    LABELS_FIELD_NUMBER: _ClassVar[int]
-    LORA_FIELD_NUMBER: _ClassVar[int]
-    FILES_FIELD_NUMBER: _ClassVar[int]
-    STATS_FIELD_NUMBER: _ClassVar[int]
-    LICENSE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     id: str
-    name: str
-    version: str
+    manifest: ExpertManifest
     contributor: str
-    base_model_name: str
-    base_model_fingerprint: str
     status: ExpertStatus
-    task_description: str
-    labels: _containers.RepeatedCompositeFieldContainer[Label]
-    lora: LoraSummary
-    files: _containers.RepeatedCompositeFieldContainer[FileEntry]
-    stats: _containers.RepeatedCompositeFieldContainer[StatsEntry]
-    license: str
     created_at: _timestamp_pb2.Timestamp
     size_bytes: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., version: _Optional[str] = ..., contributor: _Optional[str] = ..., base_model_name: _Optional[str] = ..., base_model_fingerprint: _Optional[str] = ..., status: _Optional[_Union[ExpertStatus, str]] = ..., task_description: _Optional[str] = ..., labels: _Optional[_Iterable[_Union[Label, _Mapping]]] = ..., lora: _Optional[_Union[LoraSummary, _Mapping]] = ..., files: _Optional[_Iterable[_Union[FileEntry, _Mapping]]] = ..., stats: _Optional[_Iterable[_Union[StatsEntry, _Mapping]]] = ..., license: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[str] = ..., manifest: _Optional[_Union[ExpertManifest, _Mapping]] = ..., contributor: _Optional[str] = ..., status: _Optional[_Union[ExpertStatus, str]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., size_bytes: _Optional[int] = ...) -> None: ...
 
 class BaseModel(_message.Message):
     __slots__ = ("name", "fingerprint", "hidden_size", "linear_modules", "created_at")
