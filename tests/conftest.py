@@ -185,3 +185,11 @@ def coordinator(
         running_coordinator(url, directory / "data", tiny_base[1]) as process,
     ):
         yield process
+
+
+@pytest.fixture(scope="session")
+def task_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The real task data: every Debian package of moerge.tasks, fetched once per session."""
+    from moerge.tasks.fetch import fetch
+
+    return fetch(tmp_path_factory.mktemp("task-data"), progress=False)
