@@ -6,5 +6,6 @@ as (kind, blob, small JSON).
 """
 
 from moerge.stats.kinds import KINDS, StatsKind, StatsShapeError, validate_stats
+from moerge.stats.moments import Moments, compute_moments
 
-__all__ = ["KINDS", "StatsKind", "StatsShapeError", "validate_stats"]
+__all__ = ["KINDS", "Moments", "StatsKind", "StatsShapeError", "compute_moments", "validate_stats"]
