@@ -19,10 +19,62 @@ ROOT = Path(__file__).resolve().parents[1]
 LISTENING = re.compile(r"listening on (\S+):(\d+)")
 
 
+TINY_WORDS = [
+    "the",
+    "a",
+    "of",
+    "and",
+    "to",
+    "in",
+    "is",
+    "it",
+    "that",
+    "for",
+    "on",
+    "with",
+    "as",
+    "was",
+    "be",
+    "by",
+    "this",
+    "are",
+    "or",
+    "at",
+    "from",
+    "an",
+    "not",
+    "cat",
+    "dog",
+    "fish",
+    "bird",
+    "tree",
+    "leaf",
+    "rain",
+    "sun",
+    "code",
+    "bug",
+    "disk",
+    "file",
+    "law",
+    "court",
+    "song",
+    "poem",
+]
+
+
+def tiny_vocab() -> list[str]:
+    """A word-piece vocabulary of 128 entries: specials, letters, digits and a few words."""
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters, *("##" + x for x in letters)]
+    vocab += [str(d) for d in range(10)] + list(".,;:!?'\"()-")
+    vocab += [w for w in TINY_WORDS if w not in vocab]
+    return (vocab + [f"[unused{i}]" for i in range(128)])[:128]
+
+
 def tiny_bert(path: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """A randomly initialised BERT encoder, small enough to build in milliseconds."""
+    """A randomly initialised BERT encoder with a word-piece tokenizer, built in milliseconds."""
     import torch
-    from transformers import BertConfig, BertModel
+    from transformers import BertConfig, BertModel, BertTokenizer
 
     torch.manual_seed(seed)
     config = BertConfig(
@@ -34,6 +86,9 @@ def tiny_bert(path: Path, *, hidden: int = 32, layers: int = 2, seed: int = 0) -
         max_position_embeddings=64,
     )
     BertModel(config).save_pretrained(str(path))
+    vocab = Path(path) / "vocab.txt"
+    vocab.write_text("\n".join(tiny_vocab()) + "\n")
+    BertTokenizer(str(vocab), model_max_length=64).save_pretrained(str(path))
     return path
 
 

@@ -1,0 +1,16 @@
+"""Combinations: how the experts a router chose act together on an input."""
+
+from moerge.combine import output_ensemble, top1
+from moerge.combine.base import Combination, Prediction, mix_outputs
+from moerge.combine.registry import COMBINATIONS, get, register
+
+__all__ = [
+    "COMBINATIONS",
+    "Combination",
+    "Prediction",
+    "get",
+    "mix_outputs",
+    "output_ensemble",
+    "register",
+    "top1",
+]
