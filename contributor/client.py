@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -16,13 +16,17 @@ from typing import Any, BinaryIO
 import grpc
 
 from moerge import wire
+from moerge._proto.v1 import common_pb2 as common
 from moerge._proto.v1 import contributors_pb2 as cpb
 from moerge._proto.v1 import contributors_pb2_grpc as cgrpc
 from moerge._proto.v1 import experts_pb2 as epb
 from moerge._proto.v1 import experts_pb2_grpc as egrpc
+from moerge._proto.v1 import routing_pb2 as rpb
+from moerge._proto.v1 import routing_pb2_grpc as rgrpc
 from moerge.experts.manifest import (
     ExpertInfo,
     ExpertManifest,
+    Label,
     build_manifest,
     write_expert_metadata,
 )
@@ -67,6 +71,22 @@ class UploadResult:
     resumed_from: int = 0
 
 
+@dataclass(frozen=True)
+class Routed:
+    # per text: ([("name:version", weight), ...], abstained)
+    routes: list[tuple[list[tuple[str, float]], bool]]
+    router_version: str
+    method: str
+
+
+@dataclass(frozen=True)
+class Predicted:
+    # per text: (label, score, [("name:version", weight), ...]); no experts = the base model
+    answers: list[tuple[str, float, list[tuple[str, float]]]]
+    router_version: str
+    method: str
+
+
 class CoordinatorClient:
     def __init__(self, address: str, token: str, *, timeout: float = 60.0) -> None:
         self.address = address
@@ -81,6 +101,7 @@ class CoordinatorClient:
         )
         self.contributors = cgrpc.ContributorServiceStub(self.channel)
         self.experts = egrpc.ExpertServiceStub(self.channel)
+        self.routing = rgrpc.RoutingServiceStub(self.channel)
 
     def close(self) -> None:
         self.channel.close()
@@ -135,6 +156,55 @@ class CoordinatorClient:
     def base_models(self) -> list[tuple[str, str]]:
         reply = self._call(self.experts.ListBaseModels, epb.ListBaseModelsRequest())
         return [(m.name, m.fingerprint) for m in reply.base_models]
+
+    # -- routing -------------------------------------------------------------------
+
+    def route(
+        self,
+        texts: Sequence[str],
+        *,
+        labels: Sequence[Label] = (),
+        top_k: int = 1,
+        base_model: str = "",
+    ) -> Routed:
+        request = rpb.RouteRequest(
+            base_model_name=base_model,
+            texts=list(texts),
+            candidate_labels=[common.Label(name=x.name, description=x.description) for x in labels],
+            top_k=top_k,
+        )
+        reply = self._call(self.routing.Route, request)
+        routes = [
+            ([(f"{w.name}:{w.version}", w.weight) for w in r.experts], r.abstained)
+            for r in reply.routes
+        ]
+        return Routed(routes, reply.router_version, reply.method)
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Label],
+        *,
+        combination: str = "top1",
+        top_k: int = 0,
+        base_model: str = "",
+    ) -> Predicted:
+        request = rpb.PredictRequest(
+            base_model_name=base_model,
+            texts=list(texts),
+            candidate_labels=[common.Label(name=x.name, description=x.description) for x in labels],
+            combination=combination,
+            top_k=top_k,
+        )
+        reply = self._call(self.routing.Predict, request)
+        answers = [
+            (p.label, p.score, [(f"{w.name}:{w.version}", w.weight) for w in p.experts])
+            for p in reply.predictions
+        ]
+        return Predicted(answers, reply.router_version, reply.method)
+
+    def router(self, base_model: str = "") -> rpb.RouterInfo:
+        return self._call(self.routing.GetRouter, rpb.GetRouterRequest(base_model_name=base_model))
 
     # -- upload --------------------------------------------------------------------
 

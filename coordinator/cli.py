@@ -68,6 +68,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not register all-MiniLM-L6-v2 on first start",
     )
     serve.add_argument(
+        "--router-method", help="routing method the gating job trains (default gaussian)"
+    )
+    serve.add_argument(
+        "--retrain-every",
+        type=float,
+        help="seconds between scheduled gating runs (default 0: only when the pool changes)",
+    )
+    serve.add_argument(
+        "--retrain-delay",
+        type=float,
+        help="seconds to wait after a pool change before training (default 2)",
+    )
+    serve.add_argument(
+        "--no-retrain-on-change",
+        action="store_true",
+        help="do not run the gating job when experts are uploaded or retired",
+    )
+    serve.add_argument(
+        "--expert-cache-size", type=int, help="experts kept loaded for Predict (default 8)"
+    )
+    serve.add_argument(
         "--no-migrate",
         action="store_true",
         help="refuse to start when the registry needs a migration instead of running it",
@@ -106,7 +127,65 @@ def build_parser() -> argparse.ArgumentParser:
     bsub.add_parser("list", help="registered base models").set_defaults(run=_base_list)
     for cmd in bsub.choices.values():
         _common(cmd)
+
+    train = commands.add_parser(
+        "train-router", help="run the gating job now: learn and activate a new router version"
+    )
+    _common(train)
+    train.add_argument("--base-model", default=None, help="base model (default all-MiniLM-L6-v2)")
+    train.add_argument("--method", help="routing method (default: the configured one, gaussian)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the fit (default 0)")
+    train.set_defaults(run=_train_router)
+
+    rlist = commands.add_parser("routers", help="router versions of a base model")
+    _common(rlist)
+    rlist.add_argument("--base-model", default=None, help="base model (default all-MiniLM-L6-v2)")
+    rlist.set_defaults(run=_routers_list)
     return parser
+
+
+def _train_router(args: argparse.Namespace) -> int:
+    from coordinator.blobs import BlobStore
+    from coordinator.gating import GatingJob
+    from coordinator.runtime import Runtimes
+    from moerge.models import DEFAULT_BASE_MODEL
+    from moerge.routing import ROUTERS
+
+    settings = _settings(args, router_method=args.method)
+    if settings.router_method not in ROUTERS:
+        known = ", ".join(sorted(ROUTERS))
+        raise CliError(f"unknown routing method {settings.router_method!r} (known: {known})")
+    sessions = _sessions(settings)
+    blobs = BlobStore(settings.blob_dir)
+    runtimes = Runtimes(sessions, blobs, settings.expert_cache_dir, capacity=1)
+    job = GatingJob(sessions, blobs, runtimes, method=settings.router_method, seed=args.seed)
+    view = job.run(args.base_model or DEFAULT_BASE_MODEL, reason="on demand", actor="cli")
+    print(f"router {view.base_model_name} version {view.version} ({view.method}) is active")
+    print(f"experts: {', '.join(view.experts)}")
+    for key in sorted(view.metrics):
+        if isinstance(view.metrics[key], float):
+            print(f"  {key}: {view.metrics[key]:.4f}")
+    return 0
+
+
+def _routers_list(args: argparse.Namespace) -> int:
+    from coordinator.services import routers
+    from moerge.models import DEFAULT_BASE_MODEL
+
+    base = args.base_model or DEFAULT_BASE_MODEL
+    with _sessions(_settings(args))() as session:
+        views = routers.list_versions(session, base_model_name=base)
+    if not views:
+        print(f"no routers for {base} yet")
+    for v in views:
+        mark = "*" if v.active else " "
+        accuracy = v.metrics.get("synthetic_routing_accuracy")
+        shown = f"  synthetic routing accuracy {accuracy:.3f}" if accuracy is not None else ""
+        print(
+            f"{mark} v{v.version:<4} {v.method:14} {len(v.experts):>3} experts  "
+            f"{v.created_at:%Y-%m-%d %H:%M:%S}{shown}"
+        )
+    return 0
 
 
 def _sessions(settings: Settings) -> Any:
@@ -130,6 +209,11 @@ def _serve(args: argparse.Namespace) -> int:
         "gc_interval_seconds": args.gc_interval,
         "shutdown_grace_seconds": args.shutdown_grace,
         "default_base_model": False if args.no_default_base_model else None,
+        "router_method": args.router_method,
+        "retrain_every_seconds": args.retrain_every,
+        "retrain_delay_seconds": args.retrain_delay,
+        "retrain_on_change": False if args.no_retrain_on_change else None,
+        "expert_cache_size": args.expert_cache_size,
     }
     settings = _settings(args, **extra)
     prepare_database(settings, migrate_schema=not args.no_migrate)
@@ -226,7 +310,7 @@ def _base_register(args: argparse.Namespace) -> int:
     sessions = _sessions(_settings(args))
     spec = describe(args.path, args.name or args.path.resolve().name)
     with sessions.begin() as session:
-        _, created = base_models.register(session, spec=spec, actor="cli")
+        _, created = base_models.register(session, spec=spec, actor="cli", path=args.path)
     verb = "registered" if created else "already registered:"
     print(
         f"{verb} {spec.name} fingerprint {spec.fingerprint} "

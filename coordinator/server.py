@@ -20,10 +20,13 @@ from coordinator.api.servicers import (
     RoutingServicer,
 )
 from coordinator.blobs import BlobStore
+from coordinator.gating import GatingJob, GatingScheduler
 from coordinator.registry import migrate
 from coordinator.registry.db import make_engine, session_factory
+from coordinator.runtime import Runtimes
 from coordinator.services import base_models, contributors
 from coordinator.services.contributors import Principal
+from coordinator.services.routing import RoutingService
 from coordinator.services.uploads import MAX_CHUNK, UploadService
 from coordinator.settings import Settings
 from moerge._proto.v1 import (
@@ -76,6 +79,21 @@ class Coordinator:
             limits=settings.limits,
             max_streams_per_contributor=settings.max_streams_per_contributor,
         )
+        self.runtimes = Runtimes(
+            self.sessions,
+            self.blobs,
+            settings.expert_cache_dir,
+            capacity=settings.expert_cache_size,
+        )
+        self.routing = RoutingService(self.sessions, self.blobs, self.runtimes)
+        self.gating = GatingJob(
+            self.sessions, self.blobs, self.runtimes, method=settings.router_method
+        )
+        self.scheduler = GatingScheduler(
+            self.gating,
+            every_seconds=settings.retrain_every_seconds,
+            delay_seconds=settings.retrain_delay_seconds,
+        )
         self.health = health.HealthServicer()
         self.server: grpc.Server | None = None
         self.port = 0
@@ -112,9 +130,11 @@ class Coordinator:
             ContributorServicer(self.sessions), server
         )
         experts_pb2_grpc.add_ExpertServiceServicer_to_server(
-            ExpertServicer(self.sessions, self.blobs, self.uploads), server
+            ExpertServicer(self.sessions, self.blobs, self.uploads, self._pool_changed), server
         )
-        routing_pb2_grpc.add_RoutingServiceServicer_to_server(RoutingServicer(), server)
+        routing_pb2_grpc.add_RoutingServiceServicer_to_server(
+            RoutingServicer(self.sessions, self.routing), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -131,7 +151,13 @@ class Coordinator:
         )
         self._gc_thread.start()
         threading.Thread(target=_warm_up, name="warm-up", daemon=True).start()
+        if self.settings.retrain_on_change or self.settings.retrain_every_seconds > 0:
+            self.scheduler.start()
         return self.port
+
+    def _pool_changed(self, base_model_name: str) -> None:
+        if self.settings.retrain_on_change:
+            self.scheduler.pool_changed(base_model_name)
 
     def _collect_garbage(self) -> None:
         ttl = timedelta(seconds=self.settings.upload_ttl_seconds)
@@ -157,6 +183,7 @@ class Coordinator:
             time.sleep(0.05)  # aborted uploads are flushing their parts
         if self._gc_thread is not None:
             self._gc_thread.join(timeout=5)
+        self.scheduler.stop()
         self.engine.dispose()
 
     def wait(self) -> None:

@@ -40,6 +40,15 @@ class Settings(BaseSettings):
         30, description="time in-flight RPCs get to finish on shutdown"
     )
     default_base_model: bool = Field(True, description="register all-MiniLM-L6-v2 on first start")
+    router_method: str = Field("gaussian", description="routing method the gating job trains")
+    retrain_every_seconds: float = Field(
+        0, description="also run the gating job on this period (0: only on pool changes)"
+    )
+    retrain_on_change: bool = Field(True, description="run the gating job when the pool changes")
+    retrain_delay_seconds: float = Field(
+        2.0, description="wait this long after a pool change, so that a burst trains once"
+    )
+    expert_cache_size: int = Field(8, description="experts kept loaded in memory for Predict")
 
     @property
     def url(self) -> str:
@@ -56,3 +65,7 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+    @property
+    def expert_cache_dir(self) -> Path:
+        return self.data_dir / "expert-cache"

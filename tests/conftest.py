@@ -117,12 +117,12 @@ def tiny_base(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, BaseModel
     return path, describe(path, TINY_BASE)
 
 
-def register_base(url: str, spec: BaseModelSpec) -> None:
+def register_base(url: str, spec: BaseModelSpec, path: Path | None = None) -> None:
     from coordinator.services import base_models
 
     engine = make_engine(url)
     with session_factory(engine).begin() as session:
-        base_models.register(session, spec=spec, actor="test")
+        base_models.register(session, spec=spec, actor="test", path=path)
     engine.dispose()
 
 
@@ -161,9 +161,9 @@ def make_expert(tiny_base: tuple[Path, BaseModelSpec], tmp_path: Path) -> Expert
 
 @contextmanager
 def running_coordinator(
-    url: str, data_dir: Path, spec: BaseModelSpec, *extra: str
+    url: str, data_dir: Path, spec: BaseModelSpec, *extra: str, path: Path | None = None
 ) -> Iterator[CoordinatorProcess]:
-    register_base(url, spec)
+    register_base(url, spec, path)
     process = CoordinatorProcess(data_dir, url, tuple(extra)).start()
     try:
         yield process
@@ -182,7 +182,7 @@ def coordinator(
     directory = tmp_path_factory.mktemp(f"coordinator-{request.param}")
     with (
         new_database(request.param, templates, directory) as url,
-        running_coordinator(url, directory / "data", tiny_base[1]) as process,
+        running_coordinator(url, directory / "data", tiny_base[1], path=tiny_base[0]) as process,
     ):
         yield process
 

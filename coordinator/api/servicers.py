@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 
 import grpc
 from sqlalchemy.orm import Session, sessionmaker
 
 from coordinator.api.interceptor import principal
 from coordinator.blobs import BlobStore
-from coordinator.services import base_models, contributors, experts
+from coordinator.services import base_models, contributors, experts, routers
 from coordinator.services.errors import Code, ServiceError
+from coordinator.services.routing import RoutingService
 from coordinator.services.uploads import MAX_CHUNK, UploadService
 from moerge import wire
 from moerge._proto.v1 import common_pb2 as common
@@ -20,7 +22,8 @@ from moerge._proto.v1 import experts_pb2 as epb
 from moerge._proto.v1 import experts_pb2_grpc as egrpc
 from moerge._proto.v1 import routing_pb2 as rpb
 from moerge._proto.v1 import routing_pb2_grpc as rgrpc
-from moerge.experts.manifest import ExpertInfo
+from moerge.experts.manifest import ExpertInfo, Label
+from moerge.models import DEFAULT_BASE_MODEL
 
 ROLE_TO_PB = {"contributor": cpb.ROLE_CONTRIBUTOR, "admin": cpb.ROLE_ADMIN}
 ROLE_FROM_PB = {v: k for k, v in ROLE_TO_PB.items()}
@@ -31,7 +34,6 @@ STATE_TO_PB = {
     "failed": epb.UPLOAD_STATE_FAILED,
     "abandoned": epb.UPLOAD_STATE_ABANDONED,
 }
-NO_ROUTER = "no router is available yet: this coordinator does not run the gating job"
 ADMIN_METHODS = {
     "/moerge.v1.ContributorService/CreateToken",
     "/moerge.v1.ContributorService/RevokeToken",
@@ -87,11 +89,16 @@ class ContributorServicer(cgrpc.ContributorServiceServicer):
 
 class ExpertServicer(egrpc.ExpertServiceServicer):
     def __init__(
-        self, sessions: sessionmaker[Session], blobs: BlobStore, uploads: UploadService
+        self,
+        sessions: sessionmaker[Session],
+        blobs: BlobStore,
+        uploads: UploadService,
+        on_pool_change: Callable[[str], None] = lambda base: None,
     ) -> None:
         self.sessions = sessions
         self.blobs = blobs
         self.uploads = uploads
+        self.on_pool_change = on_pool_change
 
     def Upload(
         self, request_iterator: Iterator[epb.UploadRequest], context: grpc.ServicerContext
@@ -117,6 +124,7 @@ class ExpertServicer(egrpc.ExpertServiceServicer):
             info = self.uploads.commit(opened)
         finally:
             self.uploads.release(opened)
+        self.on_pool_change(info.manifest.base_model_name)
         return epb.UploadResponse(expert=wire.expert_to_pb(info), upload_id=upload_id)
 
     def GetUploadStatus(
@@ -186,6 +194,7 @@ class ExpertServicer(egrpc.ExpertServiceServicer):
                 version=request.version,
                 reason=request.reason,
             )
+        self.on_pool_change(info.manifest.base_model_name)
         return wire.expert_to_pb(info)
 
     def ListBaseModels(
@@ -206,13 +215,82 @@ class ExpertServicer(egrpc.ExpertServiceServicer):
         return epb.ListBaseModelsResponse(base_models=out)
 
 
+def _labels(msgs: Iterator[common.Label] | list[common.Label]) -> list[Label]:
+    return [Label(x.name, x.description) for x in msgs]
+
+
+def _weights(pairs: list[tuple[str, float]]) -> list[rpb.ExpertWeight]:
+    out = []
+    for ref, weight in pairs:
+        name, _, version = ref.partition(":")
+        out.append(rpb.ExpertWeight(name=name, version=version, weight=weight))
+    return out
+
+
 class RoutingServicer(rgrpc.RoutingServiceServicer):
-    """Routing needs a learned router; until the gating job has produced one, say so."""
+    """Route and predict with the active router; both answer for a batch of texts."""
+
+    def __init__(self, sessions: sessionmaker[Session], service: RoutingService) -> None:
+        self.sessions = sessions
+        self.service = service
 
     def Route(self, request: rpb.RouteRequest, context: grpc.ServicerContext) -> rpb.RouteResponse:
-        raise ServiceError(Code.UNIMPLEMENTED, NO_ROUTER)
+        active, routing = self.service.route(
+            base_model_name=request.base_model_name,
+            texts=list(request.texts),
+            labels=_labels(list(request.candidate_labels)),
+            top_k=request.top_k,
+        )
+        refs = active.router.experts
+        routes = [
+            rpb.Routing(
+                experts=_weights([(refs[e], w) for e, w in routing.chosen(i)]),
+                abstained=bool(routing.abstained[i]),
+            )
+            for i in range(len(request.texts))
+        ]
+        return rpb.RouteResponse(
+            routes=routes, router_version=str(active.version), method=active.method
+        )
 
     def Predict(
         self, request: rpb.PredictRequest, context: grpc.ServicerContext
     ) -> rpb.PredictResponse:
-        raise ServiceError(Code.UNIMPLEMENTED, NO_ROUTER)
+        labels = _labels(list(request.candidate_labels))
+        active, prediction = self.service.predict(
+            base_model_name=request.base_model_name,
+            texts=list(request.texts),
+            labels=labels,
+            combination=request.combination,
+            top_k=request.top_k,
+        )
+        out = []
+        for i, best in enumerate(prediction.labels):
+            out.append(
+                rpb.Prediction(
+                    label=labels[int(best)].name,
+                    score=float(prediction.probs[i, best]),
+                    experts=_weights(prediction.experts[i]),
+                )
+            )
+        return rpb.PredictResponse(
+            predictions=out, router_version=str(active.version), method=active.method
+        )
+
+    def GetRouter(
+        self, request: rpb.GetRouterRequest, context: grpc.ServicerContext
+    ) -> rpb.RouterInfo:
+        base = request.base_model_name or DEFAULT_BASE_MODEL
+        with self.sessions() as session:
+            view = routers.active(session, base_model_name=base)
+        if view is None:
+            raise ServiceError(Code.NOT_FOUND, f"no router for base model {base!r} yet")
+        info = rpb.RouterInfo(
+            base_model_name=base,
+            version=str(view.version),
+            method=view.method,
+            experts=list(view.experts),
+            metrics_json=json.dumps(view.metrics, sort_keys=True),
+        )
+        info.created_at.FromDatetime(view.created_at)
+        return info

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -10,15 +11,20 @@ from sqlalchemy.orm import Session
 from coordinator.registry.models import BaseModelEntry
 from coordinator.services import audit
 from coordinator.services.errors import Code, ServiceError
-from moerge.models import BaseModelSpec
+from moerge.models import DEFAULT_BASE_MODEL, BaseModelSpec, default_base_model_path
 
 
 def to_spec(row: BaseModelEntry) -> BaseModelSpec:
     return BaseModelSpec.from_json(row.name, row.fingerprint, row.spec)
 
 
-def register(session: Session, *, spec: BaseModelSpec, actor: str) -> tuple[BaseModelSpec, bool]:
-    """Register a base model; (spec, created). Registering the same model twice is a no-op."""
+def register(
+    session: Session, *, spec: BaseModelSpec, actor: str, path: Path | None = None
+) -> tuple[BaseModelSpec, bool]:
+    """Register a base model; (spec, created). Registering the same model twice is a no-op.
+
+    `path` is where the coordinator finds the weights to route and predict with.
+    """
     by_name = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == spec.name))
     by_print = session.scalar(
         select(BaseModelEntry).where(BaseModelEntry.fingerprint == spec.fingerprint)
@@ -37,7 +43,7 @@ def register(session: Session, *, spec: BaseModelSpec, actor: str) -> tuple[Base
         name=spec.name,
         fingerprint=spec.fingerprint,
         hidden_size=spec.hidden_size,
-        spec=spec.to_json(),
+        spec={**spec.to_json(), **({"path": str(Path(path).resolve())} if path else {})},
     )
     session.add(row)
     session.flush()
@@ -54,6 +60,22 @@ def register(session: Session, *, spec: BaseModelSpec, actor: str) -> tuple[Base
 def get(session: Session, *, name: str) -> BaseModelSpec | None:
     row = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == name))
     return to_spec(row) if row else None
+
+
+def weights_dir(session: Session, *, name: str) -> Path:
+    """Where this coordinator finds a base model's weights."""
+    row = session.scalar(select(BaseModelEntry).where(BaseModelEntry.name == name))
+    if row is None:
+        raise ServiceError(Code.NOT_FOUND, f"no base model named {name!r}")
+    if row.spec.get("path"):
+        return Path(row.spec["path"])
+    if name == DEFAULT_BASE_MODEL:
+        return default_base_model_path()
+    raise ServiceError(
+        Code.FAILED_PRECONDITION,
+        f"the coordinator has no weights for base model {name!r}: "
+        "register it with `moerge-coordinator base-models register DIR`",
+    )
 
 
 def list_all(session: Session) -> list[tuple[BaseModelSpec, datetime]]:

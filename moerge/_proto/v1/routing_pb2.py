@@ -22,30 +22,35 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from moerge._proto.v1 import common_pb2 as moerge_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17moerge/v1/routing.proto\x12\tmoerge.v1\x1a\x16moerge/v1/common.proto\"q\n\x0cRouteRequest\x12\x17\n\x0f\x62\x61se_model_name\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12*\n\x10\x63\x61ndidate_labels\x18\x03 \x03(\x0b\x32\x10.moerge.v1.Label\x12\r\n\x05top_k\x18\x04 \x01(\r\"=\n\x0c\x45xpertWeight\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x02\"F\n\x07Routing\x12(\n\x07\x65xperts\x18\x01 \x03(\x0b\x32\x17.moerge.v1.ExpertWeight\x12\x11\n\tabstained\x18\x02 \x01(\x08\"[\n\rRouteResponse\x12\"\n\x06routes\x18\x01 \x03(\x0b\x32\x12.moerge.v1.Routing\x12\x16\n\x0erouter_version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\"\x88\x01\n\x0ePredictRequest\x12\x17\n\x0f\x62\x61se_model_name\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12*\n\x10\x63\x61ndidate_labels\x18\x03 \x03(\x0b\x32\x10.moerge.v1.Label\x12\x13\n\x0b\x63ombination\x18\x04 \x01(\t\x12\r\n\x05top_k\x18\x05 \x01(\r\"T\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07\x65xperts\x18\x03 \x03(\x0b\x32\x17.moerge.v1.ExpertWeight\"e\n\x0fPredictResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.moerge.v1.Prediction\x12\x16\n\x0erouter_version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t2\x8e\x01\n\x0eRoutingService\x12:\n\x05Route\x12\x17.moerge.v1.RouteRequest\x1a\x18.moerge.v1.RouteResponse\x12@\n\x07Predict\x12\x19.moerge.v1.PredictRequest\x1a\x1a.moerge.v1.PredictResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17moerge/v1/routing.proto\x12\tmoerge.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16moerge/v1/common.proto\"+\n\x10GetRouterRequest\x12\x17\n\x0f\x62\x61se_model_name\x18\x01 \x01(\t\"\x9d\x01\n\nRouterInfo\x12\x17\n\x0f\x62\x61se_model_name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x0f\n\x07\x65xperts\x18\x04 \x03(\t\x12\x14\n\x0cmetrics_json\x18\x05 \x01(\t\x12.\n\ncreated_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"q\n\x0cRouteRequest\x12\x17\n\x0f\x62\x61se_model_name\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12*\n\x10\x63\x61ndidate_labels\x18\x03 \x03(\x0b\x32\x10.moerge.v1.Label\x12\r\n\x05top_k\x18\x04 \x01(\r\"=\n\x0c\x45xpertWeight\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0e\n\x06weight\x18\x03 \x01(\x02\"F\n\x07Routing\x12(\n\x07\x65xperts\x18\x01 \x03(\x0b\x32\x17.moerge.v1.ExpertWeight\x12\x11\n\tabstained\x18\x02 \x01(\x08\"[\n\rRouteResponse\x12\"\n\x06routes\x18\x01 \x03(\x0b\x32\x12.moerge.v1.Routing\x12\x16\n\x0erouter_version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\"\x88\x01\n\x0ePredictRequest\x12\x17\n\x0f\x62\x61se_model_name\x18\x01 \x01(\t\x12\r\n\x05texts\x18\x02 \x03(\t\x12*\n\x10\x63\x61ndidate_labels\x18\x03 \x03(\x0b\x32\x10.moerge.v1.Label\x12\x13\n\x0b\x63ombination\x18\x04 \x01(\t\x12\r\n\x05top_k\x18\x05 \x01(\r\"T\n\nPrediction\x12\r\n\x05label\x18\x01 \x01(\t\x12\r\n\x05score\x18\x02 \x01(\x02\x12(\n\x07\x65xperts\x18\x03 \x03(\x0b\x32\x17.moerge.v1.ExpertWeight\"e\n\x0fPredictResponse\x12*\n\x0bpredictions\x18\x01 \x03(\x0b\x32\x15.moerge.v1.Prediction\x12\x16\n\x0erouter_version\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t2\xcf\x01\n\x0eRoutingService\x12:\n\x05Route\x12\x17.moerge.v1.RouteRequest\x1a\x18.moerge.v1.RouteResponse\x12@\n\x07Predict\x12\x19.moerge.v1.PredictRequest\x1a\x1a.moerge.v1.PredictResponse\x12?\n\tGetRouter\x12\x1b.moerge.v1.GetRouterRequest\x1a\x15.moerge.v1.RouterInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'moerge.v1.routing_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ROUTEREQUEST']._serialized_start=62
-  _globals['_ROUTEREQUEST']._serialized_end=175
-  _globals['_EXPERTWEIGHT']._serialized_start=177
-  _globals['_EXPERTWEIGHT']._serialized_end=238
-  _globals['_ROUTING']._serialized_start=240
-  _globals['_ROUTING']._serialized_end=310
-  _globals['_ROUTERESPONSE']._serialized_start=312
-  _globals['_ROUTERESPONSE']._serialized_end=403
-  _globals['_PREDICTREQUEST']._serialized_start=406
-  _globals['_PREDICTREQUEST']._serialized_end=542
-  _globals['_PREDICTION']._serialized_start=544
-  _globals['_PREDICTION']._serialized_end=628
-  _globals['_PREDICTRESPONSE']._serialized_start=630
-  _globals['_PREDICTRESPONSE']._serialized_end=731
-  _globals['_ROUTINGSERVICE']._serialized_start=734
-  _globals['_ROUTINGSERVICE']._serialized_end=876
+  _globals['_GETROUTERREQUEST']._serialized_start=95
+  _globals['_GETROUTERREQUEST']._serialized_end=138
+  _globals['_ROUTERINFO']._serialized_start=141
+  _globals['_ROUTERINFO']._serialized_end=298
+  _globals['_ROUTEREQUEST']._serialized_start=300
+  _globals['_ROUTEREQUEST']._serialized_end=413
+  _globals['_EXPERTWEIGHT']._serialized_start=415
+  _globals['_EXPERTWEIGHT']._serialized_end=476
+  _globals['_ROUTING']._serialized_start=478
+  _globals['_ROUTING']._serialized_end=548
+  _globals['_ROUTERESPONSE']._serialized_start=550
+  _globals['_ROUTERESPONSE']._serialized_end=641
+  _globals['_PREDICTREQUEST']._serialized_start=644
+  _globals['_PREDICTREQUEST']._serialized_end=780
+  _globals['_PREDICTION']._serialized_start=782
+  _globals['_PREDICTION']._serialized_end=866
+  _globals['_PREDICTRESPONSE']._serialized_start=868
+  _globals['_PREDICTRESPONSE']._serialized_end=969
+  _globals['_ROUTINGSERVICE']._serialized_start=972
+  _globals['_ROUTINGSERVICE']._serialized_end=1179
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from moerge._proto.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -6,6 +9,28 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class GetRouterRequest(_message.Message):
+    __slots__ = ("base_model_name",)
+    BASE_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    base_model_name: str
+    def __init__(self, base_model_name: _Optional[str] = ...) -> None: ...
+
+class RouterInfo(_message.Message):
+    __slots__ = ("base_model_name", "version", "method", "experts", "metrics_json", "created_at")
+    BASE_MODEL_NAME_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    EXPERTS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    base_model_name: str
+    version: str
+    method: str
+    experts: _containers.RepeatedScalarFieldContainer[str]
+    metrics_json: str
+    created_at: _timestamp_pb2.Timestamp
+    def __init__(self, base_model_name: _Optional[str] = ..., version: _Optional[str] = ..., method: _Optional[str] = ..., experts: _Optional[_Iterable[str]] = ..., metrics_json: _Optional[str] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class RouteRequest(_message.Message):
     __slots__ = ("base_model_name", "texts", "candidate_labels", "top_k")

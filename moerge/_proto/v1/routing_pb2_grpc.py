@@ -45,6 +45,11 @@ class RoutingServiceStub(object):
                 request_serializer=moerge_dot_v1_dot_routing__pb2.PredictRequest.SerializeToString,
                 response_deserializer=moerge_dot_v1_dot_routing__pb2.PredictResponse.FromString,
                 _registered_method=True)
+        self.GetRouter = channel.unary_unary(
+                '/moerge.v1.RoutingService/GetRouter',
+                request_serializer=moerge_dot_v1_dot_routing__pb2.GetRouterRequest.SerializeToString,
+                response_deserializer=moerge_dot_v1_dot_routing__pb2.RouterInfo.FromString,
+                _registered_method=True)
 
 
 class RoutingServiceServicer(object):
@@ -65,6 +70,13 @@ class RoutingServiceServicer(object):
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetRouter(self, request, context):
+        """The active router of a base model: version, method, experts and metrics.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RoutingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -77,6 +89,11 @@ def add_RoutingServiceServicer_to_server(servicer, server):
                     servicer.Predict,
                     request_deserializer=moerge_dot_v1_dot_routing__pb2.PredictRequest.FromString,
                     response_serializer=moerge_dot_v1_dot_routing__pb2.PredictResponse.SerializeToString,
+            ),
+            'GetRouter': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetRouter,
+                    request_deserializer=moerge_dot_v1_dot_routing__pb2.GetRouterRequest.FromString,
+                    response_serializer=moerge_dot_v1_dot_routing__pb2.RouterInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -134,6 +151,33 @@ class RoutingService(object):
             '/moerge.v1.RoutingService/Predict',
             moerge_dot_v1_dot_routing__pb2.PredictRequest.SerializeToString,
             moerge_dot_v1_dot_routing__pb2.PredictResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetRouter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/moerge.v1.RoutingService/GetRouter',
+            moerge_dot_v1_dot_routing__pb2.GetRouterRequest.SerializeToString,
+            moerge_dot_v1_dot_routing__pb2.RouterInfo.FromString,
             options,
             channel_credentials,
             insecure,
