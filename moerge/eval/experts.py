@@ -1,0 +1,131 @@
+"""Training (or reusing) the experts of a pool, each with its routing statistics.
+
+An expert is cached under `cache_dir/<name>-<key>/`, where the key digests the
+pool entry, the split, the training settings and the base model's fingerprint:
+change any of them and the expert is trained again; change none and a later
+run (or a contributor that trained it into that place) is reused as is.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+from moerge.eval.pools import ExpertSpec, PoolSpec
+from moerge.experts.manifest import ADAPTER_WEIGHTS, read_expert_metadata
+from moerge.stats.files import stats_paths
+from moerge.stats.moments import KIND
+from moerge.tasks import TaskData, load_task
+
+Log = Callable[[str], None]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MOERGE_CACHE_DIR", Path.home() / ".cache" / "moerge" / "experts"))
+
+
+def expert_dir(pool: PoolSpec, expert: ExpertSpec, cache_dir: Path, base_fingerprint: str) -> Path:
+    return Path(cache_dir) / f"{expert.name}-{pool.expert_key(expert, base_fingerprint)}"
+
+
+def is_complete(path: Path) -> bool:
+    """A finished expert: adapter, metadata and routing statistics all present."""
+    return (
+        (path / ADAPTER_WEIGHTS).is_file()
+        and bool(read_expert_metadata(path))
+        and stats_paths(path, KIND)[0].is_file()
+    )
+
+
+def expert_task(pool: PoolSpec, expert: ExpertSpec, data_dir: Path | None) -> TaskData:
+    task = load_task(
+        expert.task, data_dir, split=pool.expert_split(expert), labels=expert.labels or None
+    )
+    description = expert.description or task.description
+    return replace(task, name=expert.task_name, description=description)
+
+
+def train_pool_expert(
+    pool: PoolSpec,
+    expert: ExpertSpec,
+    out_dir: Path,
+    *,
+    base_dir: Path,
+    data_dir: Path | None,
+    progress: bool = True,
+    log: Log | None = None,
+    noise_multiplier: float = 0.0,
+) -> Path:
+    """Train one expert of the pool into out_dir and compute its routing statistics."""
+    from moerge.experts.training import train_expert
+    from moerge.stats.compute import write_expert_stats
+
+    task = expert_task(pool, expert, data_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = train_expert(
+        base_dir,
+        task,
+        staging,
+        name=expert.name,
+        base_name=pool.base_model,
+        config=pool.training,
+        progress=progress,
+        log=log,
+    )
+    write_expert_stats(
+        staging,
+        base_dir,
+        [e.text for e in task.train],
+        noise_multiplier=noise_multiplier,
+        seed=pool.training.seed,
+    )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    (log or _stderr)(
+        f"{expert.name}: validation accuracy {result.validation_accuracy:.3f} "
+        f"(base {result.base_validation_accuracy:.3f}) in {result.seconds:.0f} s"
+    )
+    return out_dir
+
+
+def prepare_experts(
+    pool: PoolSpec,
+    *,
+    cache_dir: Path,
+    base_dir: Path,
+    base_fingerprint: str,
+    data_dir: Path | None,
+    progress: bool = True,
+    log: Log | None = None,
+) -> dict[str, Path]:
+    """Every expert of the pool, trained now where no cached copy exists."""
+    say = log or _stderr
+    found: dict[str, Path] = {}
+    for i, expert in enumerate(pool.experts, start=1):
+        path = expert_dir(pool, expert, cache_dir, base_fingerprint)
+        if is_complete(path):
+            say(f"[{i}/{len(pool.experts)}] {expert.name}: cached at {path}")
+        else:
+            say(f"[{i}/{len(pool.experts)}] {expert.name}: training on {expert.task_name}")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            train_pool_expert(
+                pool,
+                expert,
+                path,
+                base_dir=base_dir,
+                data_dir=data_dir,
+                progress=progress,
+                log=say,
+            )
+        found[expert.name] = path
+    return found
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
