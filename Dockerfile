@@ -7,7 +7,8 @@ ENV PIP_NO_CACHE_DIR=1 \
     PIP_EXTRA_INDEX_URL=${PIP_EXTRA_INDEX_URL} \
     HF_HUB_OFFLINE=1 \
     MOERGE_DATA_DIR=/data \
-    MOERGE_GRPC_HOST=0.0.0.0
+    MOERGE_GRPC_HOST=0.0.0.0 \
+    MOERGE_POOLS_DIR=/app/experiments/pools
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
@@ -15,6 +16,7 @@ COPY moerge ./moerge
 COPY coordinator ./coordinator
 COPY contributor ./contributor
 COPY migrations ./migrations
+COPY experiments ./experiments
 RUN pip install . && useradd --create-home --uid 1000 moerge && mkdir -p /data && chown moerge /data
 
 USER moerge

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -23,7 +24,12 @@ from typing import Any
 from moerge.experts.training import TrainConfig
 from moerge.tasks.core import Split
 
-POOLS_DIR = Path(__file__).resolve().parents[2] / "experiments" / "pools"
+# experiments/pools in a source checkout; MOERGE_POOLS_DIR elsewhere (the Docker image sets it)
+POOLS_DIR = Path(
+    os.environ.get(
+        "MOERGE_POOLS_DIR", Path(__file__).resolve().parents[2] / "experiments" / "pools"
+    )
+)
 
 
 class PoolError(Exception):
