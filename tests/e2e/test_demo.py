@@ -43,6 +43,7 @@ def test_demo_on_a_small_pool(tmp_path: Path, task_data_dir: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_demo_on_the_default_pool(tmp_path: Path) -> None:
     """The full main job as `make demo` runs it (about ten minutes on two cores)."""
     result = run_cli("moerge", "demo", "--work-dir", str(tmp_path), timeout=1800)
