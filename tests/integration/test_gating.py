@@ -45,13 +45,17 @@ def _expert(root: Path, base: Path, name: str, seed: int) -> Path:
 def served(request, templates, tmp_path: Path, tiny_base) -> Iterator[tuple[Coordinator, str]]:  # type: ignore[no-untyped-def]
     with new_database(request.param, templates, tmp_path) as url:
         register_base(url, tiny_base[1], tiny_base[0])
+        marker = request.node.get_closest_marker("settings")
         settings = Settings(
             data_dir=tmp_path / "data",
             database_url=url,
             grpc_port=0,
             default_base_model=False,
-            retrain_on_change=request.node.get_closest_marker("on_change") is not None,
-            retrain_delay_seconds=0.05,
+            **{
+                "retrain_on_change": False,
+                "retrain_delay_seconds": 0.05,
+                **(marker.kwargs if marker else {}),
+            },
         )
         coordinator = Coordinator(settings)
         coordinator.start()
@@ -152,7 +156,7 @@ def test_an_empty_pool_fails_clearly_and_the_job_says_so(
     assert job.state == "failed" and "embedding_moments" in (job.error or "")
 
 
-@pytest.mark.on_change
+@pytest.mark.settings(retrain_on_change=True)
 def test_the_scheduler_retrains_when_the_pool_changes(
     served: tuple[Coordinator, str], tmp_path: Path, tiny_base
 ) -> None:  # type: ignore[no-untyped-def]
@@ -173,3 +177,25 @@ def test_the_scheduler_retrains_when_the_pool_changes(
         assert time.monotonic() < deadline, "no router after the retirement"
         time.sleep(0.1)
     assert "sky:1" not in view.experts
+
+
+@pytest.mark.settings(retrain_every_seconds=0.3)
+def test_the_period_catches_changes_nobody_announced(
+    served: tuple[Coordinator, str], tmp_path: Path, tiny_base
+) -> None:  # type: ignore[no-untyped-def]
+    """With retraining on changes off, the periodic check still finds the stale router."""
+    coordinator, token = served
+    _upload_all(coordinator, token, tmp_path / "experts", tiny_base[0])
+    deadline = time.monotonic() + 60
+    while True:
+        with coordinator.sessions() as session:
+            view = routers.active(session, base_model_name="tiny-bert")
+        if view is not None and len(view.experts) == 3:
+            break
+        assert time.monotonic() < deadline, "the periodic check trained no router"
+        time.sleep(0.1)
+    with coordinator.sessions() as session:
+        before = len(routers.list_versions(session, base_model_name="tiny-bert"))
+    time.sleep(1.0)  # more periods pass; an unchanged pool trains nothing new
+    with coordinator.sessions() as session:
+        assert len(routers.list_versions(session, base_model_name="tiny-bert")) == before
