@@ -71,6 +71,10 @@ class UploadResult:
     resumed_from: int = 0
 
 
+def _labels_pb(labels: Sequence[Label]) -> list[common.Label]:
+    return [common.Label(name=x.name, description=x.description) for x in labels]
+
+
 @dataclass(frozen=True)
 class Routed:
     # per text: ([("name:version", weight), ...], abstained)
@@ -170,7 +174,7 @@ class CoordinatorClient:
         request = rpb.RouteRequest(
             base_model_name=base_model,
             texts=list(texts),
-            candidate_labels=[common.Label(name=x.name, description=x.description) for x in labels],
+            candidate_labels=_labels_pb(labels),
             top_k=top_k,
         )
         reply = self._call(self.routing.Route, request)
@@ -192,7 +196,7 @@ class CoordinatorClient:
         request = rpb.PredictRequest(
             base_model_name=base_model,
             texts=list(texts),
-            candidate_labels=[common.Label(name=x.name, description=x.description) for x in labels],
+            candidate_labels=_labels_pb(labels),
             combination=combination,
             top_k=top_k,
         )

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -67,8 +65,7 @@ def train(args: argparse.Namespace) -> int:
     """Train an expert, then compute its routing statistics into the same directory."""
     import torch
 
-    from moerge.experts.training import TrainConfig, train_expert
-    from moerge.stats.compute import write_expert_stats
+    from moerge.experts.training import TrainConfig, build_expert
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -91,30 +88,20 @@ def train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
     out = Path(args.out)
-    staging = out.with_name(out.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    result = train_expert(
+    result, moments = build_expert(
         base_dir,
         task,
-        staging,
+        out,
         name=args.name,
         version=args.version,
         base_name=base_name,
         config=config,
+        stats=not args.no_stats,
+        noise_multiplier=args.noise_multiplier,
         progress=not args.no_progress,
     )
-    if not args.no_stats:
-        moments = write_expert_stats(
-            staging,
-            base_dir,
-            [e.text for e in task.train],
-            noise_multiplier=args.noise_multiplier,
-            seed=args.seed,
-        )
+    if moments is not None:
         print(f"routing statistics: embedding_moments of {moments.count:.0f} inputs", flush=True)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
     print(
         f"trained {args.name}:{args.version} on {task.name} ({len(task.train)} examples, "
         f"{len(task.labels)} labels) in {result.seconds:.0f} s: validation accuracy "

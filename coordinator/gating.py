@@ -24,6 +24,7 @@ from coordinator.registry.models import BaseModelEntry, Expert, Job, utcnow
 from coordinator.runtime import Runtimes
 from coordinator.services import routers
 from coordinator.services.errors import Code, ServiceError
+from moerge.experts.manifest import Label
 from moerge.routing import ExpertProfile, create, serialize
 from moerge.stats.files import moments_from_bytes
 from moerge.stats.moments import KIND
@@ -49,7 +50,9 @@ def _members(session: Session, base_model_name: str) -> tuple[list[_Member], lis
         if stats is None:
             skipped.append(ref)
             continue
-        labels = tuple(x["description"] or x["name"] for x in row.manifest.get("labels", []))
+        labels = tuple(
+            Label(x["name"], x["description"]).text for x in row.manifest.get("labels", [])
+        )
         members.append(_Member(row.id, ref, labels, stats.blob, dict(stats.meta)))
     return members, skipped
 

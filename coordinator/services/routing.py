@@ -76,11 +76,6 @@ def _check_labels(labels: Sequence[Label], *, required: bool) -> list[Label]:
     return list(labels)
 
 
-def describe(label: Label) -> str:
-    """The text a label is scored by: its description, else its name."""
-    return label.description.strip() or label.name
-
-
 class RoutingService:
     def __init__(self, sessions: sessionmaker[Session], blobs: BlobStore, runtimes: Runtimes):
         self.sessions = sessions
@@ -120,7 +115,7 @@ class RoutingService:
 
     def _query(self, base: str, texts: list[str], labels: list[Label]) -> RoutingQuery:
         experts = self.runtimes.experts(base)
-        label_emb = experts.embed([describe(x) for x in labels], None) if labels else None
+        label_emb = experts.embed([x.text for x in labels], None) if labels else None
         return RoutingQuery(texts=experts.embed(texts, None), labels=label_emb)
 
     def route(
@@ -160,7 +155,7 @@ class RoutingService:
             routing.weights,
             np.asarray(routing.abstained, dtype=bool),
             texts,
-            [describe(x) for x in labels],
+            [x.text for x in labels],
         )
         return active, prediction
 

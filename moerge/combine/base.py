@@ -33,7 +33,10 @@ class Combination(ABC):
     def top_k(self, requested: int) -> int:
         """How many experts per input this combination asks the router for."""
 
-    @abstractmethod
+    def select(self, weights: np.ndarray) -> np.ndarray:
+        """The weights [N, E] with which the chosen experts' outputs are mixed."""
+        return weights
+
     def predict(
         self,
         experts: ExpertSet,
@@ -44,6 +47,9 @@ class Combination(ABC):
         label_descriptions: Sequence[str],
     ) -> Prediction:
         """Label probabilities for texts given routing weights [N, E] over refs."""
+        return mix_outputs(
+            experts, refs, self.select(weights), abstained, texts, label_descriptions
+        )
 
 
 def mix_outputs(

@@ -9,7 +9,6 @@ Systems:
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -89,7 +88,7 @@ def _eval_task(name: str, heldin: bool, expert: int | None, labels: Any, test: A
 
 
 def _descriptions(task: EvalTask) -> list[str]:
-    return [x.description or x.name for x in task.labels]
+    return [x.text for x in task.labels]
 
 
 class Bench:
@@ -288,7 +287,3 @@ def _report(
         "routers": {m: metrics for m, (_, metrics) in routers.items()},
         "systems": {r.name: r.summary(tasks) for r in results},
     }
-
-
-def dump(report: dict[str, Any]) -> str:
-    return json.dumps(report, indent=2, sort_keys=True, default=str)

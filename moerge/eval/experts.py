@@ -9,7 +9,6 @@ run (or a contributor that trained it into that place) is reused as is.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -61,32 +60,20 @@ def train_pool_expert(
     noise_multiplier: float = 0.0,
 ) -> Path:
     """Train one expert of the pool into out_dir and compute its routing statistics."""
-    from moerge.experts.training import train_expert
-    from moerge.stats.compute import write_expert_stats
+    from moerge.experts.training import build_expert
 
     task = expert_task(pool, expert, data_dir)
-    staging = out_dir.with_name(out_dir.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    result = train_expert(
+    result, _ = build_expert(
         base_dir,
         task,
-        staging,
+        out_dir,
         name=expert.name,
         base_name=pool.base_model,
         config=pool.training,
+        noise_multiplier=noise_multiplier,
         progress=progress,
         log=log,
     )
-    write_expert_stats(
-        staging,
-        base_dir,
-        [e.text for e in task.train],
-        noise_multiplier=noise_multiplier,
-        seed=pool.training.seed,
-    )
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
     (log or _stderr)(
         f"{expert.name}: validation accuracy {result.validation_accuracy:.3f} "
         f"(base {result.base_validation_accuracy:.3f}) in {result.seconds:.0f} s"

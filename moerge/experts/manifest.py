@@ -35,6 +35,11 @@ class Label:
     name: str
     description: str
 
+    @property
+    def text(self) -> str:
+        """What the label is scored by: its description, else its name."""
+        return self.description.strip() or self.name
+
 
 @dataclass(frozen=True)
 class LoraSummary:

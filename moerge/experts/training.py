@@ -9,12 +9,14 @@ sides pass through the adapter, so the expert adapts how it reads labels too.
 from __future__ import annotations
 
 import copy
+import os
 import random
+import shutil
 import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,8 @@ import torch
 
 from moerge.experts.adapters import expert_metadata, save_expert
 from moerge.experts.encoder import Encoder, label_logits, label_probs
+from moerge.stats.compute import write_expert_stats
+from moerge.stats.moments import Moments
 from moerge.tasks.core import Example, TaskData
 
 
@@ -73,17 +77,12 @@ class TrainResult:
     seconds: float
     history: list[dict[str, float]]
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["out_dir"] = str(self.out_dir)
-        return data
-
 
 Progress = Callable[[str], None]
 
 
 def _label_texts(task: TaskData) -> list[str]:
-    return [label.description for label in task.labels]
+    return [label.text for label in task.labels]
 
 
 def accuracy(encoder: Encoder, task: TaskData, examples: tuple[Example, ...]) -> float:
@@ -239,3 +238,52 @@ def train_expert(
         seconds=time.perf_counter() - started,
         history=history,
     )
+
+
+def build_expert(
+    base_dir: Path,
+    task: TaskData,
+    out_dir: Path,
+    *,
+    name: str,
+    version: str = "1",
+    base_name: str | None = None,
+    config: TrainConfig | None = None,
+    stats: bool = True,
+    noise_multiplier: float = 0.0,
+    progress: bool = True,
+    log: Progress | None = None,
+) -> tuple[TrainResult, Moments | None]:
+    """Train an expert and compute its routing statistics, then move it into out_dir.
+
+    The work happens in a staging directory beside out_dir, so that an interrupted run
+    never leaves a half-written expert where a finished one is expected.
+    """
+    config = config or TrainConfig()
+    out_dir = Path(out_dir)
+    staging = out_dir.with_name(out_dir.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    result = train_expert(
+        base_dir,
+        task,
+        staging,
+        name=name,
+        version=version,
+        base_name=base_name,
+        config=config,
+        progress=progress,
+        log=log,
+    )
+    moments = None
+    if stats:
+        moments = write_expert_stats(
+            staging,
+            base_dir,
+            [e.text for e in task.train],
+            noise_multiplier=noise_multiplier,
+            seed=config.seed,
+        )
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+    return replace(result, out_dir=out_dir), moments

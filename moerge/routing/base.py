@@ -191,7 +191,8 @@ class Router(ABC):
 
     def route(self, query: RoutingQuery, top_k: int = 1) -> Routing:
         """Top-k experts per input (renormalised probabilities), zero rows where abstained."""
-        scores = self.log_probs(query)
+        label_scores = self.label_scores(self._checked_labels(query))
+        scores = log_softmax(self._logits(self._checked_texts(query), label_scores))
         n, e = scores.shape
         if not 1 <= top_k <= e:
             raise ValueError(f"top_k must be in [1, {e}], got {top_k}")
@@ -201,18 +202,15 @@ class Router(ABC):
         weights = np.zeros((n, e))
         np.put_along_axis(weights, top, probs / probs.sum(axis=1, keepdims=True), axis=1)
         abstained = self.abstain_rule.abstains(np.asarray(query.texts), self.config.abstain)
-        if self._unknown_task(query):
+        if self._unknown_task(label_scores):
             abstained = np.ones(n, dtype=bool)
         weights[abstained] = 0.0
         return Routing(weights=weights, abstained=abstained, scores=scores)
 
-    def _unknown_task(self, query: RoutingQuery) -> bool:
+    def _unknown_task(self, label_scores: np.ndarray | None) -> bool:
         """Candidate labels that no expert was trained on: the base model answers."""
         threshold = self.config.label_abstain
-        if threshold is None or len(self.label_bank) == 0:
-            return False
-        scores = self.label_scores(self._checked_labels(query))
-        return scores is not None and float(scores.max()) < threshold
+        return threshold is not None and label_scores is not None and label_scores.max() < threshold
 
     # state -----------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
