@@ -56,7 +56,9 @@ class Encoder:
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        # never longer than the model's position table
+        positions = getattr(getattr(model, "config", None), "max_position_embeddings", None)
+        self.max_length = min(max_length, positions) if isinstance(positions, int) else max_length
         self.batch_size = batch_size
 
     @classmethod
@@ -71,32 +73,39 @@ class Encoder:
     def hidden_size(self) -> int:
         return int(self.model.config.hidden_size)
 
-    def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        """Embeddings of texts through the model as it stands, keeping gradients. [N, d]"""
-        batch = self.tokenizer(
+    def tokenize(self, texts: Sequence[str]) -> Any:
+        """A padded batch of token ids and attention mask for texts."""
+        return self.tokenizer(
             list(texts),
             padding=True,
             truncation=True,
             max_length=self.max_length,
             return_tensors="pt",
         )
+
+    def encode(self, batch: Any) -> torch.Tensor:
+        """Embeddings of a tokenized batch through the model as it stands. [N, d]"""
         out = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         return mean_pool(out.last_hidden_state, batch["attention_mask"])
 
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        """Embeddings of texts through the model as it stands, keeping gradients. [N, d]"""
+        return self.encode(self.tokenize(texts))
+
+    def batches(self, texts: Sequence[str]) -> list[list[int]]:
+        """Indices of texts in batches of similar length, so that padding stays short."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+
     @torch.no_grad()
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit embeddings of texts, in their order. [N, d] float32
-
-        Texts are batched by length so that padding stays short.
-        """
+        """Unit embeddings of texts, in their order. [N, d] float32"""
         texts = list(texts)
         out = np.zeros((len(texts), self.hidden_size), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         was_training = self.model.training
         self.model.eval()
         try:
-            for start in range(0, len(order), self.batch_size):
-                index = order[start : start + self.batch_size]
+            for index in self.batches(texts):
                 out[index] = self.forward([texts[i] for i in index]).numpy()
         finally:
             self.model.train(was_training)

@@ -10,13 +10,15 @@ from __future__ import annotations
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from moerge.experts.encoder import DEFAULT_MAX_LENGTH, Encoder
+from moerge.experts.mixture import ExpertStack, MixtureModel
 
 # key -> expert directory; lets a server fetch adapters from its blob store lazily
 Locator = Callable[[str], Path]
@@ -40,7 +42,8 @@ class ExpertSet:
     ) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
-        self.encoder = Encoder.from_dir(Path(base_dir), max_length=max_length)
+        self.base_dir = Path(base_dir)
+        self.encoder = Encoder.from_dir(self.base_dir, max_length=max_length)
         self.base = self.encoder.model
         self.locate = locate
         self.capacity = capacity
@@ -51,6 +54,8 @@ class ExpertSet:
             {} if cache_embeddings else None
         )
         self.loads = 0
+        self._mixture: MixtureModel | None = None
+        self._stacks: dict[tuple[str, ...], ExpertStack] = {}
 
     @property
     def loaded(self) -> list[str]:
@@ -100,3 +105,20 @@ class ExpertSet:
             if not texts:
                 return np.zeros((0, self.encoder.hidden_size), dtype=np.float32)
             return np.stack([self._cache[(expert, t)] for t in texts])
+
+    @contextmanager
+    def mixing(self, refs: Sequence[str]) -> Iterator[tuple[MixtureModel, ExpertStack]]:
+        """A model in which these experts can be merged or mixed per token, with their
+        stacked LoRA factors; one caller at a time.
+
+        The mixture is a second copy of the base model, apart from the PEFT adapters.
+        """
+        key = tuple(refs)
+        with self._lock:
+            if self._mixture is None:
+                self._mixture = MixtureModel(self.base_dir, max_length=self.encoder.max_length)
+            if key not in self._stacks:
+                if len(self._stacks) >= 4:
+                    self._stacks.pop(next(iter(self._stacks)))
+                self._stacks[key] = ExpertStack.from_dirs(key, [self.locate(r) for r in key])
+            yield self._mixture, self._stacks[key]

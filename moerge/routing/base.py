@@ -34,6 +34,7 @@ class ExpertProfile:
     ref: str  # "name:version"
     moments: Moments
     label_embeddings: np.ndarray  # [L, d] L2-normalised; L may be 0
+    examples: np.ndarray | None = None  # [n, d] embedded training inputs (opt-in), or None
 
 
 @dataclass(frozen=True, eq=False)

@@ -47,3 +47,34 @@ def moments_from_bytes(data: bytes, meta: Mapping[str, Any]) -> Moments:
 
     tensors: dict[str, np.ndarray] = load(data)
     return Moments.from_tensors(tensors, meta)
+
+
+def write_stats(
+    expert_dir: Path, kind: str, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]
+) -> Path:
+    """Store statistics of any kind in an expert directory; returns the tensor file."""
+    from safetensors.numpy import save_file
+
+    tensors_path, meta_path = stats_paths(expert_dir, kind)
+    tensors_path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        name: np.ascontiguousarray(value, dtype=np.float32) for name, value in tensors.items()
+    }
+    save_file(arrays, str(tensors_path))
+    meta_path.write_text(json.dumps(dict(meta), indent=2, sort_keys=True) + "\n")
+    return tensors_path
+
+
+def read_stats(expert_dir: Path, kind: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """(tensors, metadata) of one kind of statistics in an expert directory."""
+    from safetensors.numpy import load_file
+
+    tensors_path, meta_path = stats_paths(expert_dir, kind)
+    if not tensors_path.is_file():
+        raise FileNotFoundError(f"{expert_dir}: no {kind} statistics")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return dict(load_file(str(tensors_path))), meta
+
+
+def has_stats(expert_dir: Path, kind: str) -> bool:
+    return stats_paths(expert_dir, kind)[0].is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -76,6 +77,57 @@ def _embedding_moments(shapes: Shapes, meta: Mapping[str, Any], hidden: int) -> 
     extra = sorted(set(shapes) - allowed)
     if extra:
         raise StatsShapeError(f"{kind}: unexpected tensors {extra}")
+
+
+_MODULE_PATH = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+
+
+def _per_module_vectors(kind: str, shapes: Shapes, hidden: int) -> None:
+    """One vector per adapted module, named by the module's path in the base model."""
+    if not shapes:
+        raise StatsShapeError(f"{kind}: no module vectors")
+    for name, shape in shapes.items():
+        if not _MODULE_PATH.match(name):
+            raise StatsShapeError(f"{kind}: {name!r} is not a module path")
+        if len(shape) != 1 or not 0 < shape[0] <= 64 * hidden:
+            raise StatsShapeError(f"{kind}: {name!r} must be a vector, got shape {list(shape)}")
+
+
+@register(
+    "arrow",
+    "Arrow prototypes: per adapted module, the top right-singular vector of the expert's "
+    "update B A (computed from the adapter itself, by the coordinator or locally)",
+)
+def _arrow(shapes: Shapes, meta: Mapping[str, Any], hidden: int) -> None:
+    _per_module_vectors("arrow", shapes, hidden)
+
+
+@register(
+    "phatgoose_gates",
+    "PHATGOOSE gates: per adapted module, a sigmoid gate vector over the module's input, "
+    "trained after the expert with the base model and the expert frozen",
+)
+def _phatgoose_gates(shapes: Shapes, meta: Mapping[str, Any], hidden: int) -> None:
+    _per_module_vectors("phatgoose_gates", shapes, hidden)
+
+
+MAX_EXAMPLES = 256
+
+
+@register(
+    "examples",
+    "a few base-model embeddings of training inputs (opt-in; for retrieval routing)",
+)
+def _examples(shapes: Shapes, meta: Mapping[str, Any], hidden: int) -> None:
+    kind = "examples"
+    if set(shapes) != {"embeddings"}:
+        raise StatsShapeError(f"{kind}: expected exactly one tensor 'embeddings'")
+    shape = tuple(shapes["embeddings"])
+    if len(shape) != 2 or shape[1] != hidden or not 0 < shape[0] <= MAX_EXAMPLES:
+        raise StatsShapeError(
+            f"{kind}: 'embeddings' must have shape [n, {hidden}] with 0 < n <= {MAX_EXAMPLES}, "
+            f"got {list(shape)}"
+        )
 
 
 def validate_stats(kind: str, shapes: Shapes, meta: Mapping[str, Any], hidden_size: int) -> None:

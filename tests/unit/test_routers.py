@@ -1,9 +1,10 @@
-"""A table of router cases: every registered routing method on the same synthetic pools.
+"""A table of router cases: every registered per-input routing method on the same synthetic pools.
 
 The pool: 6 experts in d=32 whose means are random unit vectors, in overlapping pairs
 (cos about 0.5-0.8 within a pair); each expert's inputs are a normalised Gaussian cluster
 around its mean. Experts 4 and 5 share one label set, so with those labels the text must
-decide between them. Moments are computed with compute_moments from samples.
+decide between them. Moments are computed with compute_moments from samples; each expert
+also shares 32 of its inputs as `examples` (for retrieval).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 import moerge.routing as routing
 from moerge.routing import (
     ROUTERS,
+    TASK_ROUTERS,
+    TOKEN_ROUTERS,
     ExpertProfile,
     GaussianConfig,
     Router,
@@ -36,7 +39,7 @@ from moerge.routing import (
 from moerge.stats import compute_moments
 
 E, D, SPREAD = 6, 32, 0.1
-NOT_METHODS = {"base", "registry", "abstain", "serialize"}
+NOT_METHODS = {"base", "registry", "abstain", "serialize", "token"}
 CASES: list[tuple[str, dict[str, Any]]] = [(name, {}) for name in sorted(ROUTERS)] + [
     ("gaussian", {"covariance": "per_expert"}),
     ("gaussian", {"prior": "count", "shrinkage": 0.3}),
@@ -60,6 +63,7 @@ class Pool:
                 f"expert{i}:1",
                 compute_moments(self.draw(i, 400), form=form, rank=8),
                 self.labels[i] if with_labels else np.zeros((0, D)),
+                examples=self.draw(i, 32),
             )
             for i in range(E)
         ]
@@ -232,7 +236,11 @@ def test_each_method_module_registers_exactly_one_name() -> None:
         for m in pkgutil.iter_modules(routing.__path__)
         if m.name not in NOT_METHODS and not m.name.startswith("_")
     }
-    registered = [cls.__module__.rsplit(".", 1)[-1] for cls in ROUTERS.values()]
+    registered = [
+        cls.__module__.rsplit(".", 1)[-1]
+        for table in (ROUTERS, TOKEN_ROUTERS, TASK_ROUTERS)
+        for cls in table.values()
+    ]
     assert sorted(registered) == sorted(modules)
     for name in modules:
         assert importlib.import_module(f"moerge.routing.{name}") in routing.METHOD_MODULES
@@ -320,3 +328,23 @@ def test_fit_is_reproducible_by_seed(pool, name: str) -> None:  # type: ignore[n
     assert a.keys() == b.keys()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_retrieval_without_examples_routes_by_labels_only(pool) -> None:  # type: ignore[no-untyped-def]
+    profiles = pool.profiles()
+    profiles[2] = dataclasses.replace(profiles[2], examples=None)
+    router = create("retrieval")
+    metrics = router.fit(profiles)
+    assert metrics["experts_without_examples"] == 1
+    texts = pool.draw(2, 50)
+    assert not np.any(router.log_probs(RoutingQuery(texts)).argmax(axis=1) == 2)
+    assert np.all(router.log_probs(RoutingQuery(texts, pool.labels[2])).argmax(axis=1) == 2)
+
+
+def test_a_token_or_task_method_is_not_a_per_input_router() -> None:
+    with pytest.raises(UnknownRouterError, match="routes per token"):
+        create("arrow")
+    with pytest.raises(UnknownRouterError, match="routes per task"):
+        create("lorahub")
+    with pytest.raises(ValueError, match="registered twice"):
+        register("arrow")(type("Again", (), {}))
