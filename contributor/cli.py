@@ -130,6 +130,7 @@ def _local_commands(commands: Any) -> None:
         default=0.0,
         help="Gaussian noise on the statistics for differential privacy (see docs)",
     )
+    _extra_stats_arguments(train)
     train.add_argument("--no-progress", action="store_true", help="no progress bars")
     train.set_defaults(run=training.train)
 
@@ -142,7 +143,26 @@ def _local_commands(commands: Any) -> None:
     stats.add_argument("--base-model", help="its registered name")
     stats.add_argument("--noise-multiplier", type=float, default=0.0, help="see docs")
     stats.add_argument("--seed", type=int, default=0, help="seed of the noise (default 0)")
+    _extra_stats_arguments(stats)
     stats.set_defaults(run=training.stats)
+
+
+def _extra_stats_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gate-steps",
+        type=int,
+        default=60,
+        help="steps of PHATGOOSE gate training after the expert, for per-token routing "
+        "(default 60; 0 skips the gates)",
+    )
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=0,
+        metavar="N",
+        help="opt-in: also share base-model embeddings of N training inputs, for retrieval "
+        "routing (default 0: none; see docs/contributor.md on what they reveal)",
+    )
 
 
 def _client(args: argparse.Namespace) -> CoordinatorClient:

@@ -10,9 +10,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from moerge.experts.manifest import Label
 from moerge.tasks import Split, TaskData, load_task, load_user_task
+
+if TYPE_CHECKING:  # torch is imported only by the commands that train
+    from moerge.stats.phatgoose import GateConfig
 
 
 class TrainingError(Exception):
@@ -88,6 +92,7 @@ def train(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise TrainingError(str(exc)) from exc
     out = Path(args.out)
+    gates, examples = _extra_stats(args, config.seed, config.max_length)
     result, moments = build_expert(
         base_dir,
         task,
@@ -98,10 +103,18 @@ def train(args: argparse.Namespace) -> int:
         config=config,
         stats=not args.no_stats,
         noise_multiplier=args.noise_multiplier,
+        gates=None if args.no_stats else gates,
+        examples=0 if args.no_stats else examples,
         progress=not args.no_progress,
     )
     if moments is not None:
-        print(f"routing statistics: embedding_moments of {moments.count:.0f} inputs", flush=True)
+        extra = (" and PHATGOOSE gates" if gates else "") + (
+            f" and {examples} example embeddings" if examples else ""
+        )
+        print(
+            f"routing statistics: embedding_moments of {moments.count:.0f} inputs{extra}",
+            flush=True,
+        )
     print(
         f"trained {args.name}:{args.version} on {task.name} ({len(task.train)} examples, "
         f"{len(task.labels)} labels) in {result.seconds:.0f} s: validation accuracy "
@@ -112,26 +125,60 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _extra_stats(
+    args: argparse.Namespace, seed: int, max_length: int
+) -> tuple[GateConfig | None, int]:
+    """(PHATGOOSE gate settings or None, number of example embeddings) from the arguments."""
+    from moerge.stats.kinds import MAX_EXAMPLES
+    from moerge.stats.phatgoose import GateConfig
+
+    if args.gate_steps < 0:
+        raise TrainingError("--gate-steps must be 0 (no gates) or more")
+    if not 0 <= args.examples <= MAX_EXAMPLES:
+        raise TrainingError(f"--examples must be in 0..{MAX_EXAMPLES}")
+    gates = (
+        GateConfig(steps=args.gate_steps, seed=seed, max_length=max_length)
+        if args.gate_steps
+        else None
+    )
+    return gates, args.examples
+
+
 def stats(args: argparse.Namespace) -> int:
     """(Re)compute an expert's routing statistics from the data it was trained on."""
+    from moerge.experts.encoder import Encoder
     from moerge.stats.compute import write_expert_stats
+    from moerge.stats.examples import write_examples
+    from moerge.stats.phatgoose import train_gates, write_gates
 
     task = task_from_args(args)
     base_dir, _ = base_model_dir(args)
-    if not (Path(args.expert_dir) / "adapter_config.json").is_file():
-        raise TrainingError(f"{args.expert_dir}: not an expert directory (no adapter_config.json)")
+    expert_dir = Path(args.expert_dir)
+    if not (expert_dir / "adapter_config.json").is_file():
+        raise TrainingError(f"{expert_dir}: not an expert directory (no adapter_config.json)")
+    gates, examples = _extra_stats(args, args.seed, 64)
+    encoder = Encoder.from_dir(base_dir)
+    texts = [e.text for e in task.train]
     moments = write_expert_stats(
-        Path(args.expert_dir),
+        expert_dir,
         base_dir,
-        [e.text for e in task.train],
+        texts,
         noise_multiplier=args.noise_multiplier,
         seed=args.seed,
+        encoder=encoder,
     )
     noise = f", Gaussian noise x{args.noise_multiplier:g}" if args.noise_multiplier else ""
-    print(
-        f"wrote embedding_moments ({moments.form}, {moments.count:.0f} inputs{noise}) "
-        f"to {args.expert_dir}/stats/"
-    )
+    print(f"wrote embedding_moments ({moments.form}, {moments.count:.0f} inputs{noise})")
+    if gates is not None:
+        result = train_gates(base_dir, expert_dir, task, gates)
+        write_gates(expert_dir, result, gates)
+        print(
+            f"wrote phatgoose_gates ({len(result.gates)} modules, final loss {result.losses[-1]:.3f})"
+        )
+    if examples:
+        write_examples(expert_dir, encoder, texts, examples, seed=args.seed)
+        print(f"wrote examples ({min(examples, len(texts))} embedded training inputs)")
+    print(f"statistics are in {expert_dir}/stats/")
     return 0
 
 

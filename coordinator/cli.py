@@ -33,7 +33,16 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
         for k, v in {"data_dir": args.data_dir, "database_url": args.database_url, **extra}.items()
         if v is not None
     }
-    return Settings(**overrides)
+    from pydantic import ValidationError as SettingsError
+
+    try:
+        return Settings(**overrides)
+    except SettingsError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(x) for x in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise CliError(f"invalid settings: {problems}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -149,12 +158,8 @@ def _train_router(args: argparse.Namespace) -> int:
     from coordinator.gating import GatingJob
     from coordinator.runtime import Runtimes
     from moerge.models import DEFAULT_BASE_MODEL
-    from moerge.routing import ROUTERS
 
-    settings = _settings(args, router_method=args.method)
-    if settings.router_method not in ROUTERS:
-        known = ", ".join(sorted(ROUTERS))
-        raise CliError(f"unknown routing method {settings.router_method!r} (known: {known})")
+    settings = _settings(args, router_method=args.method)  # checks the method
     sessions = _sessions(settings)
     blobs = BlobStore(settings.blob_dir)
     runtimes = Runtimes(sessions, blobs, settings.expert_cache_dir, capacity=1)

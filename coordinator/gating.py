@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from safetensors.numpy import load
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -39,6 +40,7 @@ class _Member:
     label_descriptions: tuple[str, ...]
     stats_blob: str
     stats_meta: dict[str, Any]
+    examples_blob: str | None = None  # the opt-in `examples` statistics, for retrieval
 
 
 def _members(session: Session, base_model_name: str) -> tuple[list[_Member], list[str]]:
@@ -53,7 +55,8 @@ def _members(session: Session, base_model_name: str) -> tuple[list[_Member], lis
         labels = tuple(
             Label(x["name"], x["description"]).text for x in row.manifest.get("labels", [])
         )
-        members.append(_Member(row.id, ref, labels, stats.blob, dict(stats.meta)))
+        examples = next((s.blob for s in row.stats if s.kind == "examples"), None)
+        members.append(_Member(row.id, ref, labels, stats.blob, dict(stats.meta), examples))
     return members, skipped
 
 
@@ -86,7 +89,14 @@ class GatingJob:
                 if m.label_descriptions
                 else np.zeros((0, moments.dim), dtype=np.float32)
             )
-            profiles.append(ExpertProfile(ref=m.ref, moments=moments, label_embeddings=labels))
+            examples = None
+            if m.examples_blob is not None:
+                examples = load(self.blobs.read_bytes(m.examples_blob))["embeddings"]
+            profiles.append(
+                ExpertProfile(
+                    ref=m.ref, moments=moments, label_embeddings=labels, examples=examples
+                )
+            )
         return profiles
 
     def run(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator.registry.db import sqlite_url
@@ -40,7 +40,9 @@ class Settings(BaseSettings):
         30, description="time in-flight RPCs get to finish on shutdown"
     )
     default_base_model: bool = Field(True, description="register all-MiniLM-L6-v2 on first start")
-    router_method: str = Field("gaussian", description="routing method the gating job trains")
+    router_method: str = Field(
+        "gaussian", description="per-input routing method the gating job trains"
+    )
     retrain_every_seconds: float = Field(
         0, description="also run the gating job on this period (0: only on pool changes)"
     )
@@ -69,3 +71,14 @@ class Settings(BaseSettings):
     @property
     def expert_cache_dir(self) -> Path:
         return self.data_dir / "expert-cache"
+
+    @field_validator("router_method")
+    @classmethod
+    def _per_input_method(cls, value: str) -> str:
+        from moerge.routing import UnknownRouterError, get
+
+        try:
+            get(value)  # the coordinator fits and serves per-input routers
+        except UnknownRouterError as exc:
+            raise ValueError(str(exc)) from None
+        return value

@@ -331,12 +331,13 @@ class UploadService:
 
     def _publish(self, stream: UploadStream) -> ExpertInfo:
         manifest = stream.manifest
+        arrow = self._arrow(stream)  # before the parts move into the blob store
         blobs = {
             path: self.blobs.put_file(part.path, part.sha256) for path, part in stream.parts.items()
         }
         try:
             with self.sessions.begin() as session:
-                info = _insert_expert(session, stream, blobs)
+                info = _insert_expert(session, stream, blobs, arrow)
         except IntegrityError as exc:
             raise ServiceError(
                 Code.ALREADY_EXISTS,
@@ -344,6 +345,16 @@ class UploadService:
             ) from exc
         shutil.rmtree(stream.directory, ignore_errors=True)
         return info
+
+    def _arrow(self, stream: UploadStream) -> ExpertStats:
+        """Arrow prototypes, computed here from the validated adapter itself (a contributor's
+        own `arrow` statistics, if any, are replaced: routing must not trust them)."""
+        from moerge.stats.arrow import KIND, arrow_stats
+
+        data, meta = arrow_stats(
+            stream.parts[ADAPTER_CONFIG].path, stream.parts[ADAPTER_WEIGHTS].path
+        )
+        return ExpertStats(kind=KIND, blob=self.blobs.put_bytes(data), meta=meta)
 
     # -- garbage collection --------------------------------------------------------
 
@@ -421,7 +432,9 @@ def _lock_name(session: Session, name: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
 
 
-def _insert_expert(session: Session, stream: UploadStream, blobs: dict[str, str]) -> ExpertInfo:
+def _insert_expert(
+    session: Session, stream: UploadStream, blobs: dict[str, str], arrow: ExpertStats
+) -> ExpertInfo:
     manifest, principal = stream.manifest, stream.principal
     _lock_name(session, manifest.name)
     existing = _pool_conflicts(session, principal, manifest)
@@ -445,8 +458,11 @@ def _insert_expert(session: Session, stream: UploadStream, blobs: dict[str, str]
         size_bytes=manifest.total_size,
         manifest=manifest.to_json(),
         stats=[
-            ExpertStats(kind=s.kind, blob=blobs[s.path], meta=dict(s.meta)) for s in manifest.stats
-        ],
+            ExpertStats(kind=s.kind, blob=blobs[s.path], meta=dict(s.meta))
+            for s in manifest.stats
+            if s.kind != arrow.kind
+        ]
+        + [arrow],
     )
     session.add(row)
     session.flush()

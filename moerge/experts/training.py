@@ -15,7 +15,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from moerge.experts.adapters import expert_metadata, save_expert
 from moerge.experts.encoder import Encoder, label_logits, label_probs
 from moerge.stats.compute import write_expert_stats
 from moerge.stats.moments import Moments
+from moerge.stats.phatgoose import GateConfig
 from moerge.tasks.core import Example, TaskData
 
 
@@ -125,9 +126,24 @@ def _lora_model(base_dir: Path, config: TrainConfig) -> tuple[Any, Any]:
         return get_peft_model(model, lora), tokenizer
 
 
+def _batches(
+    tasks: list[TaskData], rng: random.Random, batch_size: int
+) -> list[tuple[int, list[int]]]:
+    """(task index, example indices) per step; every batch holds one task's examples,
+    because each task is scored against its own label set."""
+    batches = []
+    for t, task in enumerate(tasks):
+        order = list(range(len(task.train)))
+        rng.shuffle(order)
+        batches += [(t, order[i : i + batch_size]) for i in range(0, len(order), batch_size)]
+    if len(tasks) > 1:
+        rng.shuffle(batches)
+    return batches
+
+
 def _epoch(
     encoder: Encoder,
-    task: TaskData,
+    tasks: list[TaskData],
     optimizer: torch.optim.Optimizer,
     rng: random.Random,
     config: TrainConfig,
@@ -136,14 +152,13 @@ def _epoch(
 ) -> tuple[float, int]:
     from tqdm import tqdm
 
-    index = {name: i for i, name in enumerate(task.label_names)}
-    order = list(range(len(task.train)))
-    rng.shuffle(order)
-    batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
+    indexes = [{name: i for i, name in enumerate(task.label_names)} for task in tasks]
+    batches = _batches(tasks, rng, config.batch_size)
     encoder.model.train()
     total = 0.0
     bar = tqdm(batches, desc=desc, unit="step", disable=not show, file=sys.stderr, leave=False)
-    for batch in bar:
+    for t, batch in bar:
+        task, index = tasks[t], indexes[t]
         examples = [task.train[i] for i in batch]
         texts = encoder.forward([e.text for e in examples])  # [B, d]
         labels = encoder.forward(_label_texts(task))  # [L, d]
@@ -157,9 +172,14 @@ def _epoch(
     return total / max(len(batches), 1), len(batches)
 
 
+def _validation(encoder: Encoder, tasks: list[TaskData]) -> float:
+    """Validation accuracy, averaged over tasks."""
+    return float(np.mean([accuracy(encoder, t, t.validation) for t in tasks]))
+
+
 def train_expert(
     base_dir: Path,
-    task: TaskData,
+    task: TaskData | Sequence[TaskData],
     out_dir: Path,
     *,
     name: str,
@@ -173,15 +193,22 @@ def train_expert(
 
     The validation split picks the best epoch and stops training after
     `patience` epochs without improvement; the saved directory is PEFT's own
-    format plus expert.json, ready to upload.
+    format plus expert.json, ready to upload. Given several tasks, one expert
+    learns them all (the multitask baseline): each batch comes from one task,
+    and validation accuracy is the mean over tasks.
     """
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
 
     from moerge.models import fingerprint
 
     config = config or TrainConfig()
-    if not task.train:
-        raise ValueError(f"task {task.name!r} has no training examples")
+    tasks = [task] if isinstance(task, TaskData) else list(task)
+    if not tasks:
+        raise ValueError("no task to train on")
+    for t in tasks:
+        if not t.train:
+            raise ValueError(f"task {t.name!r} has no training examples")
+    task = tasks[0] if len(tasks) == 1 else _union(tasks)
     say = log or (lambda message: print(message, file=sys.stderr))
     started = time.perf_counter()
     model, tokenizer = _lora_model(Path(base_dir), config)
@@ -189,19 +216,19 @@ def train_expert(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     rng = random.Random(config.seed)
-    base_accuracy = accuracy(encoder, task, task.validation)  # LoRA B starts at zero
+    base_accuracy = _validation(encoder, tasks)  # LoRA B starts at zero
     best, best_epoch, best_state = base_accuracy, 0, copy.deepcopy(get_peft_model_state_dict(model))
     history: list[dict[str, float]] = []
     steps = 0
     say(
-        f"{name}: {len(task.train)} training examples, {len(task.labels)} labels, "
+        f"{name}: {sum(len(t.train) for t in tasks)} training examples, {len(task.labels)} labels, "
         f"validation accuracy before training {base_accuracy:.3f}"
     )
     for epoch in range(1, config.epochs + 1):
         desc = f"{name} epoch {epoch}/{config.epochs}"
-        loss, n = _epoch(encoder, task, optimizer, rng, config, desc, progress)
+        loss, n = _epoch(encoder, tasks, optimizer, rng, config, desc, progress)
         steps += n
-        val = accuracy(encoder, task, task.validation)
+        val = _validation(encoder, tasks)
         history.append({"epoch": epoch, "loss": loss, "validation_accuracy": val})
         say(f"{name}: epoch {epoch} loss {loss:.4f} validation accuracy {val:.3f}")
         if val > best or (epoch == 1 and val >= best):
@@ -220,7 +247,7 @@ def train_expert(
     )
     metadata["training"] = {
         "task": task.name,
-        "examples": len(task.train),
+        "examples": sum(len(t.train) for t in tasks),
         "config": {**asdict(config), "target_modules": list(config.target_modules)},
         "validation_accuracy": best,
         "base_validation_accuracy": base_accuracy,
@@ -240,9 +267,24 @@ def train_expert(
     )
 
 
+def _union(tasks: list[TaskData]) -> TaskData:
+    """A description of several tasks as one, for an expert's metadata (never trained on
+    as one task: its label sets stay apart)."""
+    labels = list({label.name: label for t in tasks for label in t.labels}.values())
+    return replace(
+        tasks[0],
+        name="+".join(t.name for t in tasks),
+        description="multitask: " + "; ".join(t.description for t in tasks),
+        labels=tuple(labels),
+        train=tuple(e for t in tasks for e in t.train),
+        validation=(),
+        test=(),
+    )
+
+
 def build_expert(
     base_dir: Path,
-    task: TaskData,
+    task: TaskData | Sequence[TaskData],
     out_dir: Path,
     *,
     name: str,
@@ -251,21 +293,28 @@ def build_expert(
     config: TrainConfig | None = None,
     stats: bool = True,
     noise_multiplier: float = 0.0,
+    gates: GateConfig | None = None,
+    examples: int = 0,
     progress: bool = True,
     log: Progress | None = None,
 ) -> tuple[TrainResult, Moments | None]:
     """Train an expert and compute its routing statistics, then move it into out_dir.
 
+    Statistics: embedding_moments (unless stats=False), PHATGOOSE gates when `gates` is
+    given, and `examples` embedded training inputs when examples > 0 (opt-in).
     The work happens in a staging directory beside out_dir, so that an interrupted run
     never leaves a half-written expert where a finished one is expected.
     """
+    from moerge.stats.phatgoose import train_gates, write_gates
+
     config = config or TrainConfig()
+    tasks = [task] if isinstance(task, TaskData) else list(task)
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
     result = train_expert(
         base_dir,
-        task,
+        tasks,
         staging,
         name=name,
         version=version,
@@ -274,15 +323,21 @@ def build_expert(
         progress=progress,
         log=log,
     )
+    texts = [e.text for t in tasks for e in t.train]
     moments = None
     if stats:
         moments = write_expert_stats(
-            staging,
-            base_dir,
-            [e.text for e in task.train],
-            noise_multiplier=noise_multiplier,
-            seed=config.seed,
+            staging, base_dir, texts, noise_multiplier=noise_multiplier, seed=config.seed
         )
+    if gates is not None:
+        if len(tasks) != 1:
+            raise ValueError("PHATGOOSE gates are trained for a single-task expert")
+        gate_result = train_gates(base_dir, staging, tasks[0], gates, progress=progress)
+        write_gates(staging, gate_result, gates)
+    if examples:
+        from moerge.stats.examples import write_examples
+
+        write_examples(staging, Encoder.from_dir(Path(base_dir)), texts, examples, seed=config.seed)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(staging, out_dir)

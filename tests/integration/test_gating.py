@@ -15,8 +15,10 @@ from coordinator.services import contributors, routers
 from coordinator.services.errors import ServiceError
 from coordinator.settings import Settings
 from moerge.experts.adapters import create_lora
+from moerge.experts.encoder import Encoder
 from moerge.experts.manifest import Label
 from moerge.stats.compute import write_expert_stats
+from moerge.stats.examples import write_examples
 from tests.conftest import BACKENDS, new_database, register_base
 from tests.support import run_cli
 
@@ -38,6 +40,7 @@ def _expert(root: Path, base: Path, name: str, seed: int) -> Path:
         labels=[Label(f"{name}-a", f"{name} one"), Label(f"{name}-b", f"{name} two")],
     )
     write_expert_stats(out, base, TOPICS[name] * 5)
+    write_examples(out, Encoder.from_dir(base), TOPICS[name], 4)  # opt-in, for retrieval
     return out
 
 
@@ -118,6 +121,24 @@ def test_swaps_are_atomic_while_route_calls_keep_coming(
     assert listed[-1].method == "gaussian" and len(listed[-1].experts) == 3
 
 
+def test_retrieval_routes_with_the_uploaded_examples_and_arrow_is_stored(
+    served: tuple[Coordinator, str], tmp_path: Path, tiny_base
+) -> None:  # type: ignore[no-untyped-def]
+    coordinator, token = served
+    _upload_all(coordinator, token, tmp_path / "experts", tiny_base[0])
+    view = coordinator.gating.run("tiny-bert", method="retrieval", reason="test")
+    assert view.metrics["examples"] == 12 and view.metrics["experts_without_examples"] == 0
+    with CoordinatorClient(f"127.0.0.1:{coordinator.port}", token) as client:
+        routed = client.route(TOPICS["zoo"], base_model="tiny-bert")
+        assert routed.method == "retrieval" and routed.router_version == str(view.version)
+    with coordinator.sessions() as session:
+        kinds = {
+            tuple(sorted(s.kind for s in row.stats))
+            for row in routers.pool(session, base_model_name="tiny-bert")
+        }
+    assert kinds == {("arrow", "embedding_moments", "examples")}
+
+
 def test_train_router_from_another_process_is_picked_up(
     served: tuple[Coordinator, str], tmp_path: Path, tiny_base
 ) -> None:  # type: ignore[no-untyped-def]
@@ -139,6 +160,8 @@ def test_train_router_from_another_process_is_picked_up(
     assert "* v2" in listing and "  v1" in listing
     bad = run_cli("coordinator", "train-router", "--method", "nope", *args, check=False)
     assert bad.returncode == 1 and "unknown routing method 'nope'" in bad.stderr
+    token_level = run_cli("coordinator", "train-router", "--method", "arrow", *args, check=False)
+    assert token_level.returncode == 1 and "'arrow' routes per token" in token_level.stderr
 
 
 def test_an_empty_pool_fails_clearly_and_the_job_says_so(

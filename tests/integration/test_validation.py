@@ -260,3 +260,38 @@ def test_expert_with_valid_statistics_round_trips(keeper, make_expert, tmp_path:
     assert [s.kind for s in result.expert.manifest.stats] == ["embedding_moments"]
     _, path = client.download("with-moments", "1", tmp_path)
     assert sha256_file(path / MOMENTS) == sha256_file(root / MOMENTS)
+
+
+def test_the_coordinator_stores_arrow_prototypes_computed_from_the_adapter(
+    coordinator: CoordinatorProcess, keeper, make_expert, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """A contributor's own `arrow` statistics are replaced by the coordinator's."""
+    from safetensors.numpy import load_file as load_numpy
+    from sqlalchemy import select
+
+    from coordinator.blobs import BlobStore
+    from coordinator.registry.db import make_engine, session_factory
+    from coordinator.registry.models import Expert
+    from moerge.stats.arrow import arrow_prototypes
+
+    client, _ = keeper
+    root = make_expert("with-arrow", seed=3)
+    forged = {"encoder.layer.0.attention.self.query": torch.ones(32)}
+    manifest = _with_stats(build_manifest(root), root, "arrow", forged)
+    client.upload_files(manifest, root)
+    engine = make_engine(coordinator.database_url)
+    try:
+        with session_factory(engine)() as session:
+            row = session.scalars(select(Expert).where(Expert.name == "with-arrow")).one()
+            stats = {s.kind: s for s in row.stats}
+            assert set(stats) == {"arrow"}
+            blob, meta = stats["arrow"].blob, stats["arrow"].meta
+    finally:
+        engine.dispose()
+    stored = load_numpy(str(BlobStore(coordinator.data_dir / "blobs").path(blob)))
+    expected, sigmas = arrow_prototypes(root)
+    assert set(stored) == set(expected) and len(stored) == 4
+    for module, vector in expected.items():
+        assert abs(float(stored[module] @ vector)) == pytest.approx(1.0, abs=1e-5)
+    assert meta["computed_by"] == "coordinator"
+    assert meta["singular_values"] == pytest.approx(sigmas)
