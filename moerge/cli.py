@@ -42,7 +42,9 @@ def _bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     bench.add_argument(
         "--methods",
         default="centroid,gaussian,learned_gate",
-        help="comma-separated routing methods, or all (default centroid,gaussian,learned_gate)",
+        help="comma-separated methods and systems, or all: routing methods (centroid, gaussian, "
+        "learned_gate, retrieval, arrow, phatgoose, lorahub), multitask, merge_linear, "
+        "merge_task_arithmetic, merge_ties (default centroid,gaussian,learned_gate)",
     )
     bench.add_argument("--out", type=Path, default=Path("bench-output"), help="results folder")
     bench.add_argument(
@@ -50,12 +52,29 @@ def _bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     bench.add_argument("--data-dir", type=Path, help="task data (default ~/.cache/moerge/data)")
     bench.add_argument(
+        "--combinations",
         "--combination",
-        default="top1",
-        choices=("top1", "output_ensemble"),
-        help="how routed experts answer (default top1)",
+        help="how the experts a per-input router chose answer: comma-separated top1, "
+        "output_ensemble, parameter_merge; the first serves every router, the others add "
+        "text-only rows (default top1; with --methods all, all three)",
     )
-    bench.add_argument("--top-k", type=int, default=2, help="experts for output_ensemble")
+    bench.add_argument(
+        "--top-k",
+        type=int,
+        default=2,
+        help="experts per input (output_ensemble, parameter_merge) and per token (arrow, "
+        "phatgoose) (default 2)",
+    )
+    bench.add_argument(
+        "--few-shot",
+        type=int,
+        default=5,
+        metavar="K",
+        help="LoraHub's labelled examples per label of each task (default 5)",
+    )
+    bench.add_argument(
+        "--fresh", action="store_true", help="score every system again, ignoring saved results"
+    )
     bench.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -68,6 +87,12 @@ def _bench(args: argparse.Namespace) -> int:
 
     pool = load_pool(args.pool)
     methods = bench.parse_methods(args.methods)
+    if args.combinations is None:
+        every = args.methods.strip() == "all"
+        args.combinations = ",".join(bench.INPUT_COMBINATIONS) if every else "top1"
+    combinations = bench.parse_combinations(args.combinations)
+    if args.top_k < 1 or args.few_shot < 1:
+        raise ValueError("--top-k and --few-shot must be at least 1")
     fetch(args.data_dir, progress=not args.no_progress)
     report = bench.run(
         pool,
@@ -75,12 +100,15 @@ def _bench(args: argparse.Namespace) -> int:
         out_dir=args.out,
         cache_dir=args.cache_dir or default_cache_dir(),
         data_dir=args.data_dir,
-        combination=args.combination,
+        combinations=combinations,
         top_k=args.top_k,
+        few_shot=args.few_shot,
+        fresh=args.fresh,
         progress=not args.no_progress,
     )
     print(table(report))
-    print(f"results: {args.out / 'results.json'} and {args.out / 'table.md'}")
+    files = ", ".join(str(args.out / name) for name in report["files"].values())
+    print(f"results: {files}")
     print(f"bench took {report['seconds']:.0f} s")
     return 0
 

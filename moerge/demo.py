@@ -115,6 +115,7 @@ def _train_args(pool: PoolSpec, expert: ExpertSpec, out: Path, data_dir: Path | 
     args += ["--epochs", str(t.epochs), "--patience", str(t.patience), "--rank", str(t.rank)]
     args += ["--learning-rate", str(t.learning_rate), "--batch-size", str(t.batch_size)]
     args += ["--max-length", str(t.max_length), "--seed", str(t.seed), "--no-progress"]
+    args += ["--gate-steps", str(pool.gates.steps), "--examples", str(pool.stats.examples)]
     return args
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from moerge.eval.pools import ExpertSpec, PoolSpec
 from moerge.experts.manifest import ADAPTER_WEIGHTS, read_expert_metadata
-from moerge.stats.files import stats_paths
+from moerge.stats.files import has_stats, read_stats, stats_paths
 from moerge.stats.moments import KIND
 from moerge.tasks import TaskData, load_task
 
@@ -71,6 +71,8 @@ def train_pool_expert(
         base_name=pool.base_model,
         config=pool.training,
         noise_multiplier=noise_multiplier,
+        gates=pool.gates,
+        examples=pool.stats.examples,
         progress=progress,
         log=log,
     )
@@ -110,8 +112,88 @@ def prepare_experts(
                 progress=progress,
                 log=say,
             )
+        complete_stats(pool, expert, path, base_dir=base_dir, data_dir=data_dir, log=say)
         found[expert.name] = path
     return found
+
+
+def complete_stats(
+    pool: PoolSpec,
+    expert: ExpertSpec,
+    path: Path,
+    *,
+    base_dir: Path,
+    data_dir: Path | None,
+    log: Log | None = None,
+) -> None:
+    """Compute the statistics a cached expert lacks (arrow, PHATGOOSE gates, examples)."""
+    from moerge.experts.encoder import Encoder
+    from moerge.stats.arrow import KIND as ARROW
+    from moerge.stats.arrow import write_arrow
+    from moerge.stats.examples import KIND as EXAMPLES
+    from moerge.stats.examples import write_examples
+    from moerge.stats.phatgoose import KIND as GATES
+    from moerge.stats.phatgoose import train_gates, write_gates
+
+    say = log or _stderr
+    if not has_stats(path, ARROW):
+        write_arrow(path)
+    if not has_stats(path, GATES):
+        say(f"{expert.name}: training PHATGOOSE gates ({pool.gates.steps} steps)")
+        task = expert_task(pool, expert, data_dir)
+        write_gates(path, train_gates(base_dir, path, task, pool.gates), pool.gates)
+    if pool.stats.examples:
+        have = read_stats(path, EXAMPLES)[1].get("count") if has_stats(path, EXAMPLES) else None
+        texts = [e.text for e in expert_task(pool, expert, data_dir).train]
+        if have != min(pool.stats.examples, len(texts)):
+            encoder = Encoder.from_dir(base_dir)
+            write_examples(path, encoder, texts, pool.stats.examples, seed=pool.training.seed)
+
+
+def multitask_dir(pool: PoolSpec, cache_dir: Path, base_fingerprint: str) -> Path:
+    return Path(cache_dir) / f"multitask-{pool.name}-{pool.multitask_key(base_fingerprint)}"
+
+
+def prepare_multitask(
+    pool: PoolSpec,
+    *,
+    cache_dir: Path,
+    base_dir: Path,
+    base_fingerprint: str,
+    data_dir: Path | None,
+    progress: bool = True,
+    log: Log | None = None,
+) -> Path:
+    """The multitask baseline: one LoRA trained on every held-in task's training data.
+
+    It needs all contributors' data in one place, which MoErging never does: it is the
+    privileged reference, trained with the pool's own settings.
+    """
+    from moerge.experts.training import build_expert
+
+    say = log or _stderr
+    path = multitask_dir(pool, cache_dir, base_fingerprint)
+    if (path / ADAPTER_WEIGHTS).is_file() and read_expert_metadata(path):
+        say(f"multitask: cached at {path}")
+        return path
+    tasks = [expert_task(pool, e, data_dir) for e in pool.experts]
+    say(f"multitask: training one expert on all {len(tasks)} held-in tasks")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result, _ = build_expert(
+        base_dir,
+        tasks,
+        path,
+        name="multitask",
+        base_name=pool.base_model,
+        config=pool.training,
+        stats=False,
+        progress=progress,
+        log=say,
+    )
+    say(
+        f"multitask: validation accuracy {result.validation_accuracy:.3f} in {result.seconds:.0f} s"
+    )
+    return path
 
 
 def _stderr(message: str) -> None:

@@ -6,6 +6,8 @@ A pool file is TOML (see experiments/pools/default.toml):
     base_model = "all-MiniLM-L6-v2"
     [split]      per-class caps: train, validation, test, seed
     [training]   TrainConfig fields (epochs, learning_rate, rank, ...)
+    [stats]      examples: embedded training inputs per expert (0: none)
+    [gates]      GateConfig fields of the PHATGOOSE gate training (steps, learning_rate, ...)
     [[experts]]  name, contributor, task, labels (a subset of the task's labels), optional
                  description and train (per-class cap overriding [split].train)
     [[heldout]]  task: a task no expert was trained on
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from moerge.experts.training import TrainConfig
+from moerge.stats.phatgoose import GateConfig
 from moerge.tasks.core import Split
 
 # experiments/pools in a source checkout; MOERGE_POOLS_DIR elsewhere (the Docker image sets it)
@@ -52,6 +55,15 @@ class ExpertSpec:
 
 
 @dataclass(frozen=True)
+class StatsSpec:
+    examples: int = 32
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.examples <= 256:
+            raise ValueError(f"examples must be in 0..256, got {self.examples}")
+
+
+@dataclass(frozen=True)
 class PoolSpec:
     name: str
     base_model: str
@@ -59,6 +71,8 @@ class PoolSpec:
     heldout: tuple[str, ...]
     split: Split = field(default_factory=Split)
     training: TrainConfig = field(default_factory=TrainConfig)
+    stats: StatsSpec = field(default_factory=StatsSpec)
+    gates: GateConfig = field(default_factory=GateConfig)
     path: Path | None = None
 
     def expert_split(self, expert: ExpertSpec) -> Split:
@@ -74,6 +88,12 @@ class PoolSpec:
             "format": 1,
         }
         blob = json.dumps(data, sort_keys=True, default=list).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def multitask_key(self, base_fingerprint: str) -> str:
+        """A digest of everything that determines the multitask baseline."""
+        keys = [self.expert_key(e, base_fingerprint) for e in self.experts]
+        blob = json.dumps({"multitask": keys, "format": 1}).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     @property
@@ -132,5 +152,7 @@ def load_pool(pool: str | Path) -> PoolSpec:
         heldout=heldout,
         split=_dataclass_from(Split, data.get("split", {}), f"{path}: [split]"),
         training=_dataclass_from(TrainConfig, data.get("training", {}), f"{path}: [training]"),
+        stats=_dataclass_from(StatsSpec, data.get("stats", {}), f"{path}: [stats]"),
+        gates=_dataclass_from(GateConfig, data.get("gates", {}), f"{path}: [gates]"),
         path=path,
     )

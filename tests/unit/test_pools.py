@@ -50,7 +50,7 @@ def test_unknown_pool_names_list_the_known_ones() -> None:
         load_pool("no-such-pool")
 
 
-def test_the_table_has_a_row_per_system_and_ratios_to_oracle() -> None:
+def test_the_table_has_a_row_per_system_and_ratios_to_oracle_and_multitask() -> None:
     def system(heldin: float | None, heldout: float | None) -> dict[str, object]:
         per_task = {"a": heldin, "b": heldout}
         return {
@@ -64,11 +64,15 @@ def test_the_table_has_a_row_per_system_and_ratios_to_oracle() -> None:
     report = {
         "pool": "p",
         "base_model": {"name": "m"},
-        "combination": "top1",
+        "combinations": ["top1"],
         "tasks": {"a": {"heldin": True, "test_size": 3}, "b": {"heldin": False, "test_size": 4}},
-        "systems": {"base": system(0.5, 0.25), "oracle": system(0.8, None)},
+        "systems": {
+            "base": system(0.5, 0.25),
+            "oracle": system(0.8, None),
+            "multitask": system(0.4, 0.5),
+        },
     }
     text = table(report)
-    assert "| base | 0.500 | 0.625 | 0.250 |" in text
-    assert "| oracle | 0.800 | 1.000 | — |" in text
+    assert "| base | 0.500 | 0.625 | 1.250 | 0.250 | 0.500 |" in text
+    assert "| oracle | 0.800 | 1.000 | 2.000 | — | — |" in text
     assert "b (held out)" in text
