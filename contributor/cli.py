@@ -73,11 +73,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument(
         "--combination",
         default="top1",
-        choices=("top1", "output_ensemble"),
-        help="how the chosen experts answer together (default top1)",
+        choices=("top1", "output_ensemble", "parameter_merge"),
+        help="how the chosen experts answer together: the best alone, their outputs averaged, "
+        "or their parameters merged (default top1)",
     )
     predict.add_argument(
-        "--top-k", type=int, default=0, help="experts per text for output_ensemble (default 2)"
+        "--top-k",
+        type=int,
+        default=0,
+        help="experts per text for output_ensemble and parameter_merge (default 2)",
     )
     predict.set_defaults(run=_predict)
 

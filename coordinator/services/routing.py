@@ -20,7 +20,7 @@ from coordinator.blobs import BlobStore
 from coordinator.runtime import Runtimes
 from coordinator.services import routers
 from coordinator.services.errors import Code, ServiceError
-from moerge.combine import COMBINATIONS, Prediction
+from moerge.combine import COMBINATIONS, Combination, Prediction
 from moerge.combine import get as get_combination
 from moerge.experts.manifest import Label
 from moerge.models import DEFAULT_BASE_MODEL
@@ -139,11 +139,15 @@ class RoutingService:
         texts = _check_texts(texts)
         labels = _check_labels(labels, required=True)
         name = combination or "top1"
-        if name not in COMBINATIONS:
-            known = ", ".join(sorted(COMBINATIONS))
-            raise ServiceError(
-                Code.INVALID_ARGUMENT, f"unknown combination {name!r} (known: {known})"
+        served = sorted(n for n, cls in COMBINATIONS.items() if issubclass(cls, Combination))
+        if name not in served:
+            why = (
+                f"{name!r} mixes experts per token, which needs a per-token router (arrow, "
+                "phatgoose); the coordinator serves per-input routers"
+                if name in COMBINATIONS
+                else f"unknown combination {name!r}"
             )
+            raise ServiceError(Code.INVALID_ARGUMENT, f"{why} (served: {', '.join(served)})")
         combine = get_combination(name)()
         active = self.current(base_model_name)
         k = _top_k(combine.top_k(top_k), active)

@@ -12,6 +12,9 @@ import numpy as np
 from moerge.experts.encoder import label_probs
 from moerge.experts.runtime import ExpertSet
 
+# experts per input for combinations of several, when the caller does not say
+DEFAULT_TOP_K = 2
+
 
 @dataclass(frozen=True)
 class Prediction:

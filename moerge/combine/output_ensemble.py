@@ -3,10 +3,8 @@ with the router's weights (the "ensemble" aggregation of the MoErging survey).""
 
 from __future__ import annotations
 
-from moerge.combine.base import Combination
+from moerge.combine.base import DEFAULT_TOP_K, Combination
 from moerge.combine.registry import register
-
-DEFAULT_TOP_K = 2
 
 
 @register("output_ensemble")

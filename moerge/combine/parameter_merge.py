@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from moerge.combine.base import Combination, Prediction
+from moerge.combine.base import DEFAULT_TOP_K, Combination, Prediction
 from moerge.combine.merging import MergeConfig, merge_stack
 from moerge.combine.registry import register
 from moerge.experts.encoder import label_probs
@@ -28,7 +28,7 @@ class ParameterMerge(Combination):
         self.config = config or MergeConfig()
 
     def top_k(self, requested: int) -> int:
-        return requested
+        return requested if requested > 0 else DEFAULT_TOP_K
 
     def predict(
         self,

@@ -132,7 +132,7 @@ def test_the_pool_routes_and_predicts_after_uploads(
             assert abstained or abs(sum(w for _, w in experts) - 1) < 1e-5
         assert routed.routes[0][0][0][0] == "zoo-expert:1"
 
-        for combination in ("top1", "output_ensemble"):
+        for combination in ("top1", "output_ensemble", "parameter_merge"):
             out = ann.predict(
                 ["cat mouse cat", "dog bone dog", "bird tree leaf"],
                 _labels("zoo"),
@@ -161,6 +161,12 @@ def test_bad_routing_requests_get_clear_errors(
                     ["x"], _labels("zoo"), combination="magic", base_model="tiny-bert"
                 ),
                 "unknown combination",
+            ),
+            (
+                lambda: client.predict(
+                    ["x"], _labels("zoo"), combination="token_mixture", base_model="tiny-bert"
+                ),
+                "needs a per-token router",
             ),
             (lambda: client.route(["x"], base_model="no-such-model"), "no base model"),
         ]
