@@ -108,13 +108,10 @@ def train(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     if moments is not None:
-        extra = (" and PHATGOOSE gates" if gates else "") + (
-            f" and {examples} example embeddings" if examples else ""
-        )
-        print(
-            f"routing statistics: embedding_moments of {moments.count:.0f} inputs{extra}",
-            flush=True,
-        )
+        kinds = [f"embedding_moments of {moments.count:.0f} inputs"]
+        kinds += ["PHATGOOSE gates"] if gates else []
+        kinds += [f"{min(examples, len(task.train))} example embeddings"] if examples else []
+        print("routing statistics: " + ", ".join(kinds), flush=True)
     print(
         f"trained {args.name}:{args.version} on {task.name} ({len(task.train)} examples, "
         f"{len(task.labels)} labels) in {result.seconds:.0f} s: validation accuracy "

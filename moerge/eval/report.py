@@ -25,6 +25,12 @@ def table(report: dict[str, Any]) -> str:
     systems: dict[str, dict[str, Any]] = report["systems"]
     oracle = systems.get("oracle", {}).get("heldin_mean")
     multitask = systems.get("multitask", {})
+    with_multitask = bool(multitask)
+    columns = ["system", "held-in", "x oracle"]
+    columns += ["x multitask"] if with_multitask else []
+    columns += ["held-out"]
+    columns += ["x multitask (held-out)"] if with_multitask else []
+    columns += ["routing accuracy", "routing entropy", "experts per input", "ms / 1000 inputs"]
     lines = [
         f"# moerge bench: pool `{report['pool']}` on {report['base_model']['name']}",
         "",
@@ -32,19 +38,23 @@ def table(report: dict[str, Any]) -> str:
         "the text alone (`+<combination>`: how the chosen experts combine; otherwise "
         f"`{report['combinations'][0]}`). Routing entropy is in nats; time is the whole answer.",
         "",
-        "| system | held-in | x oracle | x multitask | held-out | x multitask (held-out) | "
-        "routing accuracy | routing entropy | experts per input | ms / 1000 inputs |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| " + " | ".join(columns) + " |",
+        "|" + "---|" * len(columns),
     ]
     for name, s in systems.items():
-        lines.append(
-            f"| {name} | {_fmt(s['heldin_mean'])} | {_ratio(s['heldin_mean'], oracle)} | "
-            f"{_ratio(s['heldin_mean'], multitask.get('heldin_mean'))} | "
-            f"{_fmt(s['heldout_mean'])} | "
-            f"{_ratio(s['heldout_mean'], multitask.get('heldout_mean'))} | "
-            f"{_fmt(s['routing_accuracy'])} | {_fmt(s.get('routing_entropy'), 2)} | "
-            f"{_fmt(s.get('experts_active'), 1)} | {_fmt(s.get('ms_per_1000'), 0)} |"
-        )
+        cells = [name, _fmt(s["heldin_mean"]), _ratio(s["heldin_mean"], oracle)]
+        if with_multitask:
+            cells.append(_ratio(s["heldin_mean"], multitask.get("heldin_mean")))
+        cells.append(_fmt(s["heldout_mean"]))
+        if with_multitask:
+            cells.append(_ratio(s["heldout_mean"], multitask.get("heldout_mean")))
+        cells += [
+            _fmt(s["routing_accuracy"]),
+            _fmt(s.get("routing_entropy"), 2),
+            _fmt(s.get("experts_active"), 1),
+            _fmt(s.get("ms_per_1000"), 0),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     tasks: dict[str, dict[str, Any]] = report["tasks"]
     names = list(tasks)
     lines += [

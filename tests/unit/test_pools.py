@@ -75,4 +75,7 @@ def test_the_table_has_a_row_per_system_and_ratios_to_oracle_and_multitask() -> 
     text = table(report)
     assert "| base | 0.500 | 0.625 | 1.250 | 0.250 | 0.500 |" in text
     assert "| oracle | 0.800 | 1.000 | 2.000 | — | — |" in text
+    del report["systems"]["multitask"]  # type: ignore[attr-defined]
+    without = table(report)
+    assert "x multitask" not in without and "| base | 0.500 | 0.625 | 0.250 |" in without
     assert "b (held out)" in text
