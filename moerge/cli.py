@@ -52,6 +52,11 @@ def _bench_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     bench.add_argument("--data-dir", type=Path, help="task data (default ~/.cache/moerge/data)")
     bench.add_argument(
+        "--base-model-dir",
+        type=Path,
+        help="local directory of the pool's base model (default: the packaged all-MiniLM-L6-v2)",
+    )
+    bench.add_argument(
         "--combinations",
         "--combination",
         help="how the experts a per-input router chose answer: comma-separated top1, "
@@ -100,6 +105,7 @@ def _bench(args: argparse.Namespace) -> int:
         out_dir=args.out,
         cache_dir=args.cache_dir or default_cache_dir(),
         data_dir=args.data_dir,
+        base_dir=args.base_model_dir,
         combinations=combinations,
         top_k=args.top_k,
         few_shot=args.few_shot,

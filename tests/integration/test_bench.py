@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from moerge.eval import bench
-from moerge.eval.pools import load_pool
+from tests.support import run_cli
 
 POOL = """
 name = "tiny"
@@ -51,22 +51,15 @@ def test_bench_runs_every_system_and_writes_every_file(
 ) -> None:
     pool_file = tmp_path / "tiny.toml"
     pool_file.write_text(POOL)
-    pool = load_pool(pool_file)
-    methods = bench.parse_methods("all")
     out = tmp_path / "out"
-    lines: list[str] = []
-    kwargs = dict(
-        methods=methods,
-        out_dir=out,
-        cache_dir=tmp_path / "cache",
-        data_dir=task_data_dir,
-        base_dir=tiny_base[0],
-        combinations=bench.INPUT_COMBINATIONS,
-        few_shot=2,
-        progress=False,
-        log=lines.append,
-    )
-    report = bench.run(pool, **kwargs)  # type: ignore[arg-type]
+    args = [
+        "bench", "--pool", str(pool_file), "--methods", "all", "--out", str(out),
+        "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(task_data_dir),
+        "--base-model-dir", str(tiny_base[0]), "--few-shot", "2", "--no-progress",
+    ]  # fmt: skip
+    first = run_cli("moerge", *args, timeout=600)
+    assert "| lorahub |" in first.stdout and "results: " in first.stdout
+    assert "[25/25] scoring lorahub" in first.stderr
     for name in ("results.json", "table.md", "pool.toml", "accuracy.png", "routing_confusion.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     assert (out / "pool.toml").read_text() == POOL
@@ -97,17 +90,15 @@ def test_bench_runs_every_system_and_writes_every_file(
         assert search["objective"] <= min(search["uniform_objective"], search["zero_objective"])
     assert results["best_router"] in systems
     assert results["versions"]["torch"] and results["versions"]["cma"]
-    assert results["pool_file"] == str(pool_file) and results["seed"] == 0
+    assert results["pool_file"] == str(pool_file) and results["seeds"]["lorahub"] == 0
     table = (out / "table.md").read_text()
     assert "| lorahub |" in table and "x multitask" in table
-    assert any("scoring lorahub" in line for line in lines)
 
     # a second run resumes: nothing is trained or scored again, and the results agree
-    lines.clear()
-    again = bench.run(pool, **kwargs)  # type: ignore[arg-type]
-    assert sum("already scored" in line for line in lines) == len(systems)
-    assert not any("training" in line for line in lines)
-    assert again["systems"] == report["systems"]
+    again = run_cli("moerge", *args, timeout=600)
+    assert again.stderr.count("already scored") == len(systems)
+    assert "training" not in again.stderr
+    assert json.loads((out / "results.json").read_text())["systems"] == systems
 
 
 def test_methods_and_combinations_are_checked() -> None:
