@@ -48,7 +48,7 @@ from moerge.routing import (
     TokenRouterConfig,
     create,
 )
-from moerge.stats.files import read_moments, read_stats
+from moerge.stats.files import has_stats, read_moments, read_stats
 from moerge.tasks import load_task
 
 Log = Callable[[str], None]
@@ -287,8 +287,6 @@ def _fmt(value: float | None) -> str:
 
 
 def _examples(expert_dir: Path) -> np.ndarray | None:
-    from moerge.stats.files import has_stats
-
     if not has_stats(expert_dir, "examples"):
         return None
     return read_stats(expert_dir, "examples")[0]["embeddings"]

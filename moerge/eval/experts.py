@@ -16,7 +16,7 @@ from pathlib import Path
 
 from moerge.eval.pools import ExpertSpec, PoolSpec
 from moerge.experts.manifest import ADAPTER_WEIGHTS, read_expert_metadata
-from moerge.stats.files import has_stats, read_stats, stats_paths
+from moerge.stats.files import has_stats, stats_meta, stats_paths
 from moerge.stats.moments import KIND
 from moerge.tasks import TaskData, load_task
 
@@ -142,12 +142,11 @@ def complete_stats(
         say(f"{expert.name}: training PHATGOOSE gates ({pool.gates.steps} steps)")
         task = expert_task(pool, expert, data_dir)
         write_gates(path, train_gates(base_dir, path, task, pool.gates), pool.gates)
-    if pool.stats.examples:
-        have = read_stats(path, EXAMPLES)[1].get("count") if has_stats(path, EXAMPLES) else None
+    meta = stats_meta(path, EXAMPLES)
+    if pool.stats.examples and (meta or {}).get("requested") != pool.stats.examples:
         texts = [e.text for e in expert_task(pool, expert, data_dir).train]
-        if have != min(pool.stats.examples, len(texts)):
-            encoder = Encoder.from_dir(base_dir)
-            write_examples(path, encoder, texts, pool.stats.examples, seed=pool.training.seed)
+        encoder = Encoder.from_dir(base_dir)
+        write_examples(path, encoder, texts, pool.stats.examples, seed=pool.training.seed)
 
 
 def multitask_dir(pool: PoolSpec, cache_dir: Path, base_fingerprint: str) -> Path:

@@ -54,16 +54,20 @@ class LoraFactors:
         return self.scale[:, None, None] * torch.bmm(self.B, self.A)
 
 
-def read_lora(
-    expert_dir: Path, *, config_path: Path | None = None, weights_path: Path | None = None
-) -> tuple[dict[str, tuple[torch.Tensor, torch.Tensor]], float]:
-    """({module path: (A [r, d_in], B [d_out, r])}, scale) of a PEFT LoRA directory (or of
-    its two files, wherever they are)."""
+Factors = dict[str, tuple[torch.Tensor, torch.Tensor]]  # module path -> (A [r, d_in], B [d_out, r])
+
+
+def read_lora(expert_dir: Path) -> tuple[Factors, float]:
+    """(factors per module, scale) of a PEFT LoRA directory."""
+    expert_dir = Path(expert_dir)
+    return read_lora_files(expert_dir / ADAPTER_CONFIG, expert_dir / ADAPTER_WEIGHTS)
+
+
+def read_lora_files(config_path: Path, weights_path: Path) -> tuple[Factors, float]:
+    """(factors per module, scale) of a PEFT adapter's config and weights, wherever they are."""
     from safetensors.torch import load_file
 
-    expert_dir = Path(expert_dir)
-    config_path = config_path or expert_dir / ADAPTER_CONFIG
-    weights_path = weights_path or expert_dir / ADAPTER_WEIGHTS
+    expert_dir = Path(config_path).parent
     config = json.loads(Path(config_path).read_text())
     if config.get("use_dora"):
         raise MixtureError(f"{expert_dir}: DoRA adapters cannot be merged or mixed")

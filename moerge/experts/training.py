@@ -309,6 +309,8 @@ def build_expert(
 
     config = config or TrainConfig()
     tasks = [task] if isinstance(task, TaskData) else list(task)
+    if gates is not None and len(tasks) != 1:
+        raise ValueError("PHATGOOSE gates are trained for a single-task expert")
     out_dir = Path(out_dir)
     staging = out_dir.with_name(out_dir.name + ".partial")
     shutil.rmtree(staging, ignore_errors=True)
@@ -324,20 +326,25 @@ def build_expert(
         log=log,
     )
     texts = [e.text for t in tasks for e in t.train]
+    base = Encoder.from_dir(Path(base_dir)) if stats or examples else None  # the base's view
     moments = None
     if stats:
         moments = write_expert_stats(
-            staging, base_dir, texts, noise_multiplier=noise_multiplier, seed=config.seed
+            staging,
+            base_dir,
+            texts,
+            noise_multiplier=noise_multiplier,
+            seed=config.seed,
+            encoder=base,
         )
     if gates is not None:
-        if len(tasks) != 1:
-            raise ValueError("PHATGOOSE gates are trained for a single-task expert")
         gate_result = train_gates(base_dir, staging, tasks[0], gates, progress=progress)
         write_gates(staging, gate_result, gates)
     if examples:
         from moerge.stats.examples import write_examples
 
-        write_examples(staging, Encoder.from_dir(Path(base_dir)), texts, examples, seed=config.seed)
+        assert base is not None
+        write_examples(staging, base, texts, examples, seed=config.seed)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     os.replace(staging, out_dir)

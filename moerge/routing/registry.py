@@ -72,9 +72,10 @@ def get(name: str) -> type[Router]:
         return ROUTERS[name]
     except KeyError:
         known = ", ".join(sorted(ROUTERS)) or "none"
-        if name in all_methods():
+        granularity = all_methods().get(name)
+        if granularity is not None:
             raise UnknownRouterError(
-                f"routing method {name!r} routes per {all_methods()[name]}, not per input "
+                f"routing method {name!r} routes per {granularity}, not per input "
                 f"(per-input methods: {known})"
             ) from None
         raise UnknownRouterError(f"unknown routing method {name!r} (known: {known})") from None

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from moerge.experts.mixture import read_lora
+from moerge.experts.mixture import Factors, read_lora, read_lora_files
 from moerge.stats.files import write_stats
 
 KIND = "arrow"
@@ -33,11 +33,12 @@ def top_right_singular(A: torch.Tensor, B: torch.Tensor) -> tuple[torch.Tensor, 
     return v.float(), float(s[0])
 
 
-def arrow_prototypes(
-    expert_dir: Path, *, config_path: Path | None = None, weights_path: Path | None = None
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def arrow_prototypes(expert_dir: Path) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """({module path: prototype [d_in]}, {module path: top singular value of s B A})."""
-    factors, scale = read_lora(Path(expert_dir), config_path=config_path, weights_path=weights_path)
+    return _prototypes(*read_lora(Path(expert_dir)))
+
+
+def _prototypes(factors: Factors, scale: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     prototypes, sigmas = {}, {}
     for path, (a, b) in factors.items():
         v, sigma = top_right_singular(a, b)
@@ -56,7 +57,5 @@ def arrow_stats(config_path: Path, weights_path: Path) -> tuple[bytes, dict[str,
     """(safetensors bytes, metadata) of the `arrow` statistics of an adapter's two files."""
     from safetensors.numpy import save
 
-    prototypes, sigmas = arrow_prototypes(
-        Path(config_path).parent, config_path=config_path, weights_path=weights_path
-    )
+    prototypes, sigmas = _prototypes(*read_lora_files(Path(config_path), Path(weights_path)))
     return save(prototypes), {"singular_values": sigmas, "computed_by": "coordinator"}

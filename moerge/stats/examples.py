@@ -36,4 +36,5 @@ def write_examples(
     expert_dir: Path, encoder: Encoder, texts: Sequence[str], count: int, *, seed: int = 0
 ) -> Path:
     embeddings = example_embeddings(encoder, texts, count, seed=seed)
-    return write_stats(expert_dir, KIND, {"embeddings": embeddings}, {"count": len(embeddings)})
+    meta = {"count": len(embeddings), "requested": count}
+    return write_stats(expert_dir, KIND, {"embeddings": embeddings}, meta)

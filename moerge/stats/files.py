@@ -78,3 +78,11 @@ def read_stats(expert_dir: Path, kind: str) -> tuple[dict[str, np.ndarray], dict
 
 def has_stats(expert_dir: Path, kind: str) -> bool:
     return stats_paths(expert_dir, kind)[0].is_file()
+
+
+def stats_meta(expert_dir: Path, kind: str) -> dict[str, Any] | None:
+    """The metadata of one kind of statistics, without reading its tensors; None if absent."""
+    tensors_path, meta_path = stats_paths(expert_dir, kind)
+    if not tensors_path.is_file():
+        return None
+    return json.loads(meta_path.read_text()) if meta_path.is_file() else {}
